@@ -1,0 +1,55 @@
+"""llmgate: a self-hosted LLM gateway and batch service.
+
+``create_app`` is the only place that assembles things: config → extensions → logging →
+blueprints → CLI. Nothing is connected or configured at import time.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the WSGI app. ``config`` overrides what the environment says (tests use it)."""
+    from . import config as config_module
+    from . import errors, extensions, logging as llmgate_logging, observability
+
+    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("LLMGATE_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=str(Path(instance_path).resolve()) if instance_path else None,
+                instance_relative_config=True)
+    app.config.update(config_module.load(app.instance_path))
+    app.config["MIGRATIONS_DIR"] = str(PACKAGE_DIR / "migrations")
+    if config:
+        app.config.update(config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    llmgate_logging.init_app(app)
+    extensions.init_app(app)
+    errors.init_app(app)
+    observability.init_app(app)
+
+    from . import models  # noqa: F401  (registers every table on db.metadata)
+    from .api import init_app as init_api
+    from .auth.jwt import init_app as init_jwt
+
+    init_jwt(app)
+    init_api(app)
+    for name in ("gateway", "batches", "accounting", "dashboard"):
+        module = _optional_feature(name)
+        if module is not None:
+            module.init_app(app)
+    return app
+
+
+def _optional_feature(name: str):
+    import importlib
+
+    module = importlib.import_module(f"{__name__}.{name}")
+    return module if hasattr(module, "init_app") else None

@@ -1,0 +1,1 @@
+"""Usage ledger, pricing, budgets, rate limits and reports."""

@@ -1,0 +1,52 @@
+"""llmgate's own REST API under ``/api``: one flask-restx ``Namespace`` per module, gathered here.
+
+Swagger UI is served at ``/docs`` and the Swagger 2.0 spec at ``/swagger.json``.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+from flask_restx import Api
+
+from ..errors import LLMGateError, handle_domain_error
+
+AUTHORIZATIONS = {
+    "bearer": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "`Bearer <access token>` from /api/auth/login, or `Bearer sk-lg-…` (an API key)",
+    }
+}
+
+
+def build_api(blueprint: Blueprint) -> Api:
+    api = Api(
+        blueprint,
+        title="llmgate API",
+        version="1",
+        description="Users, API keys, usage reports and tabular batches. The OpenAI- and "
+        "Anthropic-compatible endpoints live under /v1 and are documented in the README.",
+        doc="/docs",
+        authorizations=AUTHORIZATIONS,
+        security="bearer",
+        validate=True,
+    )
+
+    @api.errorhandler(LLMGateError)
+    def _domain_error(error):  # restx wants (body, status, headers); reuse the app's shape
+        response = handle_domain_error(error)
+        return response.get_json(), response.status_code, dict(response.headers)
+
+    from . import namespaces
+
+    for namespace in namespaces.all_namespaces():
+        api.add_namespace(namespace)
+    return api
+
+
+def init_app(app: Flask) -> None:
+    # The blueprint sits at the root so that /docs and /swagger.json are where users look;
+    # every namespace path starts with /api.
+    blueprint = Blueprint("api", __name__)
+    app.extensions["llmgate.api"] = build_api(blueprint)
+    app.register_blueprint(blueprint)

@@ -1,0 +1,1 @@
+"""Users, passwords, JWT sessions and API keys."""

@@ -1,0 +1,1 @@
+"""Files, OpenAI-style batches and tabular batches run by RQ workers."""

@@ -1,0 +1,56 @@
+"""Every Prometheus metric llmgate exports, in one place.
+
+Under gunicorn the ``PROMETHEUS_MULTIPROC_DIR`` environment variable switches
+prometheus_client to multiprocess mode (set by ``gunicorn.conf.py``); the ``/metrics`` view
+then aggregates the files of all workers. Gauges declare how they aggregate across processes.
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+# --- HTTP (every request) ---------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "llmgate_http_requests_total", "HTTP requests answered.", ["route", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "llmgate_http_request_duration_seconds", "Time to answer an HTTP request (to the first byte for streams).",
+    ["route", "method", "status"], buckets=_LATENCY_BUCKETS)
+HTTP_IN_FLIGHT = Gauge(
+    "llmgate_http_requests_in_flight", "HTTP requests being handled.", multiprocess_mode="livesum")
+
+# --- Gateway (one upstream call) ------------------------------------------------------------
+_UPSTREAM = ["model", "deployment", "provider"]
+UPSTREAM_REQUESTS = Counter(
+    "llmgate_upstream_requests_total", "Upstream calls by outcome.", _UPSTREAM + ["outcome"])
+UPSTREAM_ERRORS = Counter(
+    "llmgate_upstream_errors_total", "Upstream call failures by error kind.", _UPSTREAM + ["kind"])
+UPSTREAM_RETRIES = Counter("llmgate_upstream_retries_total", "Upstream calls retried.", _UPSTREAM)
+UPSTREAM_FALLBACKS = Counter(
+    "llmgate_fallbacks_total", "Requests that fell back to another model.", ["model", "fallback"])
+UPSTREAM_COOLDOWNS = Counter(
+    "llmgate_cooldowns_total", "Deployments put in cool-down after repeated failures.", _UPSTREAM)
+UPSTREAM_LATENCY = Histogram(
+    "llmgate_upstream_latency_seconds", "Upstream call duration.", _UPSTREAM, buckets=_LATENCY_BUCKETS)
+UPSTREAM_TTFT = Histogram(
+    "llmgate_time_to_first_token_seconds", "Time to the first streamed token.", _UPSTREAM,
+    buckets=_LATENCY_BUCKETS)
+UPSTREAM_TOKENS = Counter(
+    "llmgate_upstream_tokens_total", "Tokens through upstream calls.", _UPSTREAM + ["direction"])
+UPSTREAM_IN_FLIGHT = Gauge(
+    "llmgate_upstream_in_flight", "Upstream calls in flight.", _UPSTREAM, multiprocess_mode="livesum")
+
+# --- Accounting -------------------------------------------------------------------------------
+USAGE_TOKENS = Counter("llmgate_tokens_total", "Tokens counted, by model and key.", ["model", "key", "direction"])
+USAGE_COST = Counter("llmgate_cost_usd_total", "Cost counted in USD, by model and key.", ["model", "key"])
+BUDGET_REMAINING = Gauge(
+    "llmgate_budget_remaining_usd", "Budget left in the current period.", ["scope", "owner", "period"],
+    multiprocess_mode="mostrecent")
+RATE_LIMITED = Counter("llmgate_rate_limited_total", "Requests refused by a limit.", ["limit", "scope"])
+USAGE_EVENTS_WRITTEN = Counter("llmgate_usage_events_written_total", "Usage events committed to the database.")
+
+# --- Batches ----------------------------------------------------------------------------------
+BATCH_ROWS = Counter("llmgate_batch_rows_total", "Batch rows finished, by outcome.", ["kind", "outcome"])
+BATCHES = Counter("llmgate_batches_total", "Batches that reached a final status.", ["kind", "status"])
+JOB_DURATION = Histogram("llmgate_job_duration_seconds", "Background job duration.", ["job", "outcome"],
+                         buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 1800))
