@@ -21,9 +21,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from . import config as config_module
     from . import errors, extensions, logging as llmgate_logging, observability
 
-    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("LLMGATE_INSTANCE_PATH")
-    app = Flask(__name__, instance_path=str(Path(instance_path).resolve()) if instance_path else None,
-                instance_relative_config=True)
+    # The instance folder (SQLite file, embedded Redis, uploads, dev secrets) defaults to
+    # ./instance in the working directory, not inside the installed package.
+    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("LLMGATE_INSTANCE_PATH") or "instance"
+    app = Flask(__name__, instance_path=str(Path(instance_path).resolve()), instance_relative_config=True)
     app.config.update(config_module.load(app.instance_path))
     app.config["MIGRATIONS_DIR"] = str(PACKAGE_DIR / "migrations")
     if config:
