@@ -1,0 +1,1 @@
+"""Upstream LLM providers behind one typed contract (``base``) and one error vocabulary (``errors``)."""

@@ -1,0 +1,65 @@
+"""The Anthropic provider: the Messages API through the official ``anthropic`` SDK, kept raw."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+
+from llmgate.providers.base import Deployment, Provider, RawResult, RawStream, Usage
+from llmgate.providers.errors import BadRequestError
+from llmgate.providers.sdk_call import SdkErrors, post_json, post_stream
+from llmgate.providers.sse import event_json
+
+ANTHROPIC_ERRORS = SdkErrors(status=anthropic.APIStatusError, timeout=anthropic.APITimeoutError,
+                             connection=anthropic.APIConnectionError, base=anthropic.AnthropicError)
+
+
+def read_anthropic_usage(content: bytes) -> Usage:
+    try:
+        return Usage.from_anthropic(json.loads(content).get("usage"))
+    except (ValueError, AttributeError):
+        return Usage()
+
+
+class AnthropicUsageSniffer:
+    """Input tokens arrive in ``message_start``, the running output count in each ``message_delta``."""
+
+    def __init__(self) -> None:
+        self._start: dict[str, Any] = {}
+        self.usage = Usage()
+
+    def feed(self, event: bytes) -> None:
+        if event.startswith(b"event: message_start"):
+            payload = event_json(event) or {}
+            self._start = dict(payload.get("message", {}).get("usage") or {})
+            self.usage = Usage.from_anthropic(self._start)
+        elif event.startswith(b"event: message_delta"):
+            payload = event_json(event) or {}
+            # A delta's fields are cumulative totals that override message_start's.
+            self.usage = Usage.from_anthropic({**self._start, **{k: v for k, v in (payload.get("usage") or {}).items()
+                                                                  if v is not None}})
+
+
+class AnthropicProvider(Provider):
+    wire_format = "anthropic"
+
+    def __init__(self, deployment: Deployment) -> None:
+        super().__init__(deployment)
+        # Tracing off: per-call spans are overhead on the hot path; llmgate has its own metrics.
+        self._client = anthropic.Anthropic(api_key=deployment.api_key, base_url=deployment.api_base or None,
+                                           max_retries=0, timeout=deployment.timeout_s, open_telemetry=False)
+
+    def chat(self, body: dict[str, Any], *, stream: bool, timeout: float | None = None) -> RawResult | RawStream:
+        timeout = timeout or self.deployment.timeout_s
+        if stream:
+            return post_stream(self._client, "/v1/messages", body, timeout=timeout, errors=ANTHROPIC_ERRORS,
+                               sniffer=AnthropicUsageSniffer())
+        return post_json(self._client, "/v1/messages", body, timeout=timeout, errors=ANTHROPIC_ERRORS,
+                         read_usage=read_anthropic_usage)
+
+    def embeddings(self, body: dict[str, Any], *, timeout: float | None = None) -> RawResult:
+        raise BadRequestError(f"model {self.deployment.name!r} is served by Anthropic, which has no embeddings API")
+
+    def close(self) -> None:
+        self._client.close()
