@@ -98,24 +98,24 @@ class FakeApp:
         if behaviour.status >= 400:
             error = (wire.anthropic_error(behaviour.status, behaviour.message) if wire_format == "anthropic"
                      else wire.openai_error(behaviour.status, behaviour.message, behaviour.code))
-            return self._send(start_response, behaviour.status, json.dumps(error).encode(), behaviour)
+            return self._send(start_response, behaviour.status, _dumps(error).encode(), behaviour)
         if method == "GET" and path == "/v1/models":
             models = {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0,
                                                   "owned_by": "fake"}]}
-            return self._send(start_response, 200, json.dumps(models).encode(), behaviour)
+            return self._send(start_response, 200, _dumps(models).encode(), behaviour)
         if path == "/v1/embeddings":
-            return self._send(start_response, 200, json.dumps(wire.embedding(body)).encode(), behaviour)
+            return self._send(start_response, 200, _dumps(wire.embedding(body)).encode(), behaviour)
         if path not in ("/v1/chat/completions", "/v1/messages"):
-            return self._send(start_response, 404, json.dumps(wire.openai_error(404, "no route")).encode(),
+            return self._send(start_response, 404, _dumps(wire.openai_error(404, "no route")).encode(),
                               behaviour)
-        text = json.dumps(behaviour.json_reply) if behaviour.json_reply is not None else behaviour.text
+        text = _dumps(behaviour.json_reply) if behaviour.json_reply is not None else behaviour.text
         reply = wire.decide(body, wire_format, text=text, tool=behaviour.tool)
         if body.get("stream"):
             start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
             return self._stream(environ, path, wire_format, body, reply, behaviour)
         answer = (wire.anthropic_message(body, reply) if wire_format == "anthropic"
                   else wire.openai_completion(body, reply))
-        return self._send(start_response, 200, json.dumps(answer).encode(), behaviour)
+        return self._send(start_response, 200, _dumps(answer).encode(), behaviour)
 
     @staticmethod
     def _send(start_response: Any, status: int, payload: bytes, behaviour: Behaviour) -> list[bytes]:
@@ -130,10 +130,10 @@ class FakeApp:
     def _stream(self, environ: dict[str, Any], path: str, wire_format: str, body: dict[str, Any],
                 reply: wire.Reply, behaviour: Behaviour) -> Iterator[bytes]:
         if wire_format == "anthropic":
-            events = [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            events = [f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
                       for name, data in wire.anthropic_events(body, reply)]
         else:
-            events = [f"data: {json.dumps(c)}\n\n".encode() for c in wire.openai_chunks(body, reply)]
+            events = [f"data: {_dumps(c)}\n\n".encode() for c in wire.openai_chunks(body, reply)]
             events.append(b"data: [DONE]\n\n")
         record = StreamRecord(path)
         with self._lock:
@@ -156,6 +156,10 @@ class FakeApp:
             if not record.finished and behaviour.disconnect_after is None:
                 record.aborted = True
             record.done.set()
+
+
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, separators=(",", ":"))  # compact, as the real APIs send
 
 
 def _drop_connection(environ: dict[str, Any]) -> None:

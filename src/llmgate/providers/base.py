@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 WireFormat = Literal["openai", "anthropic"]
 
@@ -153,7 +153,10 @@ class RawStream:
 class Provider(ABC):
     """One long-lived client per deployment (connection pool), SDK retries off: retries are the gateway's."""
 
-    wire_format: WireFormat
+    wire_format: ClassVar[WireFormat]
+    # The output-cap field of a translated OpenAI-format body (OpenAI proper wants
+    # max_completion_tokens; compatible servers know max_tokens).
+    max_tokens_param: ClassVar[str] = "max_tokens"
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment

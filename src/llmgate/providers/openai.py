@@ -40,6 +40,7 @@ class OpenAIUsageSniffer:
 
 class OpenAIProvider(Provider):
     wire_format = "openai"
+    max_tokens_param = "max_completion_tokens"
 
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)

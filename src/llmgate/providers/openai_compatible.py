@@ -8,6 +8,8 @@ from llmgate.providers.openai import OpenAIProvider
 
 
 class OpenAICompatibleProvider(OpenAIProvider):
+    max_tokens_param = "max_tokens"  # what vLLM, Ollama and llama.cpp all understand
+
     def _client_options(self, deployment: Deployment) -> dict[str, Any]:
         if not deployment.api_base:
             raise ValueError(f"deployment {deployment.id}: provider openai-compatible needs api_base")
