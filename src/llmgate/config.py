@@ -76,6 +76,14 @@ def load(instance_path: str | os.PathLike, environ: Mapping[str, str] | None = N
         # flask-restx + Flask-JWT-Extended: without this a missing token surfaces as a 500.
         "PROPAGATE_EXCEPTIONS": True,
         "RESTX_MASK_SWAGGER": False,
+        # Dashboard (llmgate.dashboard): a signed-cookie browser session, ended after this many
+        # seconds without a request; HttpOnly + SameSite=Lax always, Secure in production (and
+        # on any request that arrived over https, see llmgate.dashboard.session).
+        "DASHBOARD_IDLE_TIMEOUT_S": int(env("DASHBOARD_IDLE_TIMEOUT_S", "1800")),
+        "SESSION_COOKIE_NAME": "llmgate_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env("SESSION_COOKIE_SECURE"), llmgate_env == "production"),
         "ERROR_404_HELP": False,
     }
     return config
