@@ -92,8 +92,12 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: let the retry policy choose its own backoff
+    return max(parsed.timestamp() - time.time(), 0.0)
 
 
 def error_message(body: Any, fallback: str) -> str:
