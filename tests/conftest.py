@@ -161,3 +161,84 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+# --- users, keys and logins (factories every test may use) ---------------------------------------
+# make_user / make_key write through the auth services (so rules and caches are honoured) and
+# return ORM rows; call them inside a test that uses the ``app`` fixture. Passwords are hashed
+# with cheap argon2 parameters because TESTING is set (see llmgate.auth.passwords).
+
+DEFAULT_PASSWORD = "pw-Secret-123"
+
+
+@pytest.fixture
+def make_user(app):
+    """``make_user(email=None, password=DEFAULT_PASSWORD, role="member", **fields) -> User``."""
+    from llmgate.auth import users
+
+    counter = iter(range(1, 10_000))
+
+    def make(email: str | None = None, password: str = DEFAULT_PASSWORD, role: str = "member", **fields: Any):
+        with app.app_context():
+            active = fields.pop("active", True)
+            user = users.create_user(email=email or f"user{next(counter)}@example.com", password=password,
+                                     role=role, active=active, **fields)
+            db.session.refresh(user)
+            db.session.expunge(user)
+            return user
+
+    return make
+
+
+@pytest.fixture
+def make_key(app):
+    """``make_key(user, **fields) -> (plaintext, ApiKey)``; fields as ``keys.create_key`` takes
+    them (name, models, expires_in / expires_at, rpm, tpm, max_concurrency, budget_*)."""
+    from llmgate.auth import keys
+    from llmgate.models.user import User
+
+    def make(user, **fields: Any):
+        with app.app_context():
+            row = db.session.get(User, user.id)
+            plaintext, key = keys.create_key(user=row, **fields)
+            db.session.refresh(key)
+            db.session.expunge(key)
+            return plaintext, key
+
+    return make
+
+
+@pytest.fixture
+def login(app):
+    """``login(user_or_email, password=DEFAULT_PASSWORD) -> {"access_token", "refresh_token"}``,
+    through ``POST /api/auth/login``."""
+
+    def do_login(user_or_email, password: str = DEFAULT_PASSWORD, client=None) -> dict[str, str]:
+        email = getattr(user_or_email, "email", user_or_email)
+        response = (client or app.test_client()).post("/api/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    return do_login
+
+
+@pytest.fixture
+def auth_headers(app):
+    """``auth_headers(user) -> {"Authorization": "Bearer <fresh access token>"}`` (no HTTP round trip)."""
+    from flask_jwt_extended import create_access_token
+
+    def headers(user) -> dict[str, str]:
+        with app.app_context():
+            return {"Authorization": f"Bearer {create_access_token(identity=user, fresh=True)}"}
+
+    return headers
+
+
+@pytest.fixture
+def admin(make_user):
+    return make_user("admin@example.com", role="admin")
+
+
+@pytest.fixture
+def member(make_user):
+    return make_user("member@example.com", role="member")
