@@ -68,6 +68,13 @@ def load(instance_path: str | os.PathLike, environ: Mapping[str, str] | None = N
         "FILES_DIR": env("FILES_DIR", str(instance / "files")),
         "MAX_UPLOAD_BYTES": int(env("MAX_UPLOAD_BYTES", str(512 * 1024 * 1024))),
         "RATE_LIMIT_FAIL_OPEN": _bool(env("RATE_LIMIT_FAIL_OPEN"), False),
+        # Accounting: a concurrency slot whose holder died frees itself after this lease.
+        "CONCURRENCY_LEASE_S": int(env("CONCURRENCY_LEASE_S", "600")),
+        # Accounting: soft budget alerts POST here (HMAC-signed with WEBHOOK_SECRET or SECRET_KEY).
+        "BUDGET_WEBHOOK_URL": env("BUDGET_WEBHOOK_URL"),
+        "WEBHOOK_SECRET": env("WEBHOOK_SECRET"),
+        # Accounting: usage events moved from Redis to the database per drain batch.
+        "USAGE_DRAIN_BATCH": int(env("USAGE_DRAIN_BATCH", "1000")),
         "WEBHOOK_ALLOWLIST": [h.strip() for h in (env("WEBHOOK_ALLOWLIST") or "").split(",") if h.strip()],
         # JWT: short access tokens, refresh tokens for a day; role travels as a claim.
         "JWT_ACCESS_TOKEN_EXPIRES": timedelta(seconds=int(env("JWT_ACCESS_TTL_S", "900"))),

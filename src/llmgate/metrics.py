@@ -48,6 +48,12 @@ BUDGET_REMAINING = Gauge(
     multiprocess_mode="mostrecent")
 RATE_LIMITED = Counter("llmgate_rate_limited_total", "Requests refused by a limit.", ["limit", "scope"])
 USAGE_EVENTS_WRITTEN = Counter("llmgate_usage_events_written_total", "Usage events committed to the database.")
+USAGE_EVENTS_LOST = Counter(
+    "llmgate_usage_events_lost_total", "Usage events that could not be appended to Redis (logged instead).")
+USAGE_EVENTS_PENDING = Gauge(
+    "llmgate_usage_events_pending", "Usage events waiting in Redis for the database.", multiprocess_mode="mostrecent")
+BUDGET_SOFT_LIMIT = Counter(
+    "llmgate_budget_soft_limit_reached_total", "Budgets that crossed their soft limit.", ["scope", "period"])
 
 # --- Batches ----------------------------------------------------------------------------------
 BATCH_ROWS = Counter("llmgate_batch_rows_total", "Batch rows finished, by outcome.", ["kind", "outcome"])
