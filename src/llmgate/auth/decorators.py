@@ -19,6 +19,7 @@ from .principal import Principal
 
 F = TypeVar("F", bound=Callable[..., Any])
 _G_KEY = "llmgate_principal"
+_G_FRESH = "llmgate_fresh_token"
 
 
 def _authenticate(*, fresh: bool, allow_api_key: bool) -> Principal:
@@ -28,10 +29,13 @@ def _authenticate(*, fresh: bool, allow_api_key: bool) -> Principal:
             raise Unauthorized("This needs a fresh token from /api/auth/login, not an API key.",
                                code="fresh_token_required")
         principal = v1.principal_for_key(credential)
+        setattr(g, _G_FRESH, False)
     else:
         # Raises Flask-JWT-Extended's errors, which the loaders in auth.jwt turn into JSON 401s.
         verify_jwt_in_request(fresh=fresh)
-        principal = tokens.principal_for_claims(get_jwt())
+        claims = get_jwt()
+        principal = tokens.principal_for_claims(claims)
+        setattr(g, _G_FRESH, bool(claims.get("fresh")))
     setattr(g, _G_KEY, principal)
     return principal
 
@@ -70,3 +74,11 @@ def current_principal() -> Principal:
     if principal is None:
         raise Unauthorized("Authentication required.")
     return principal
+
+
+def require_fresh_token() -> None:
+    """Inside a ``*_required`` view: refuse unless this request carries a fresh JWT (for
+    operations that only sometimes need one, e.g. a PATCH that changes a password)."""
+    if not getattr(g, _G_FRESH, False):
+        raise Unauthorized("This needs a fresh token: log in again with your password.",
+                           code="fresh_token_required")

@@ -84,10 +84,15 @@ def update_user(*, user: User, changes: dict[str, Any]) -> User:
             raise Conflict(f"A user with email {email} already exists.", details={"email": "already taken"})
         user.email = email
     if "role" in changes:
-        user.role = _check_role(changes["role"])
+        role = _check_role(changes["role"])
+        if role != "admin":
+            _ensure_another_admin(user, "role")
+        user.role = role
     if "active" in changes:
         if not isinstance(changes["active"], bool):
             raise ValidationError("Invalid active flag.", details={"active": "must be true or false"})
+        if not changes["active"]:
+            _ensure_another_admin(user, "active")
         user.active = changes["active"]
     if "password" in changes:
         _set_password(user, changes["password"])
@@ -95,6 +100,17 @@ def update_user(*, user: User, changes: dict[str, Any]) -> User:
     db.session.commit()
     principal_cache.invalidate_user(user.id)
     return user
+
+
+def _ensure_another_admin(user: User, field: str) -> None:
+    """Refuse to demote, deactivate or delete the last active admin: nobody could undo it."""
+    if not (user.role == "admin" and user.active):
+        return
+    others = db.session.execute(select(func.count(User.id)).where(
+        User.role == "admin", User.active.is_(True), User.id != user.id)).scalar_one()
+    if others == 0:
+        raise Conflict("This is the last active admin; make another admin first.",
+                       details={field: "would leave no active admin"})
 
 
 def change_password(*, user: User, password: str) -> User:
@@ -116,6 +132,7 @@ def deactivate_user(*, user: User) -> User:
 
 def delete_user(*, user: User) -> None:
     """Delete the user and (by cascade) their keys."""
+    _ensure_another_admin(user, "user")
     user_id = user.id
     principal_cache.invalidate_user(user_id)  # needs the key hashes, so before the delete
     db.session.delete(user)
