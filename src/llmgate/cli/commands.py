@@ -3,4 +3,8 @@ from __future__ import annotations
 
 
 def all_commands():
-    return []
+    from .keys import key
+    from .setup import setup
+    from .users import user
+
+    return [user, key, setup]
