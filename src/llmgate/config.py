@@ -63,6 +63,8 @@ def load(instance_path: str | os.PathLike, environ: Mapping[str, str] | None = N
         "CORS_ORIGINS": [o.strip() for o in (env("CORS_ORIGINS") or "").split(",") if o.strip()],
         "BIND": env("BIND", "127.0.0.1:8000"),
         "METRICS_DIR": env("METRICS_DIR"),
+        # When set, /metrics answers only `Authorization: Bearer <token>`.
+        "METRICS_TOKEN": env("METRICS_TOKEN"),
         # Requests bigger than this are answered 413 before they are read.
         "MAX_CONTENT_LENGTH": int(env("MAX_REQUEST_BYTES", str(32 * 1024 * 1024))),
         "FILES_DIR": env("FILES_DIR", str(instance / "files")),
@@ -91,6 +93,16 @@ def load(instance_path: str | os.PathLike, environ: Mapping[str, str] | None = N
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env("SESSION_COOKIE_SECURE"), llmgate_env == "production"),
+        # Gateway routing (llmgate.gateway.router/health): retries with exponential backoff and
+        # full jitter, Retry-After honoured up to a cap, cool-down after consecutive failures,
+        # and how often models.yaml is checked for changes.
+        "GATEWAY_MAX_RETRIES": int(env("GATEWAY_MAX_RETRIES", "2")),
+        "GATEWAY_BACKOFF_BASE_S": float(env("GATEWAY_BACKOFF_BASE_S", "0.5")),
+        "GATEWAY_BACKOFF_MAX_S": float(env("GATEWAY_BACKOFF_MAX_S", "8")),
+        "GATEWAY_RETRY_AFTER_MAX_S": float(env("GATEWAY_RETRY_AFTER_MAX_S", "10")),
+        "GATEWAY_COOLDOWN_FAILURES": int(env("GATEWAY_COOLDOWN_FAILURES", "3")),
+        "GATEWAY_COOLDOWN_S": float(env("GATEWAY_COOLDOWN_S", "30")),
+        "GATEWAY_RELOAD_CHECK_S": float(env("GATEWAY_RELOAD_CHECK_S", "1")),
         "ERROR_404_HELP": False,
     }
     return config
