@@ -1,0 +1,1 @@
+"""The dashboard's pages, one module per page group; each adds its routes to ``blueprint.bp``."""
