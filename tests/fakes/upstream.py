@@ -245,10 +245,17 @@ def main() -> None:
     args = parser.parse_args()
     from gevent.pywsgi import WSGIServer
 
+    class NoDelayServer(WSGIServer):
+        def handle(self, sock: Any, address: Any) -> None:
+            # pywsgi writes headers and body separately: without this, Nagle plus the
+            # client's delayed ACK adds ~40 ms to every response.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().handle(sock, address)
+
     app = FakeApp(delay_s=args.delay_ms / 1000.0)
     app.record = False  # a benchmark must not grow memory per request
     print(f"fake upstream on http://{args.host}:{args.port} (openai: /v1, delay {args.delay_ms} ms)", flush=True)
-    WSGIServer((args.host, args.port), app, log=None, error_log=None).serve_forever()
+    NoDelayServer((args.host, args.port), app, log=None, error_log=None).serve_forever()
 
 
 if __name__ == "__main__":

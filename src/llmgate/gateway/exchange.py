@@ -32,6 +32,7 @@ class ReplyStream:
         self._client_format = client_format
         self.error: ProviderError | None = None
         self.status = raw.status
+        self.content_type = "text/event-stream"
 
     @property
     def usage(self) -> Usage:
