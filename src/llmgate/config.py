@@ -69,6 +69,21 @@ def load(instance_path: str | os.PathLike, environ: Mapping[str, str] | None = N
         "MAX_CONTENT_LENGTH": int(env("MAX_REQUEST_BYTES", str(32 * 1024 * 1024))),
         "FILES_DIR": env("FILES_DIR", str(instance / "files")),
         "MAX_UPLOAD_BYTES": int(env("MAX_UPLOAD_BYTES", str(512 * 1024 * 1024))),
+        # Batches (llmgate.batches, docs/batches.md): rows per chunk job, threads per chunk (capped by the
+        # model's max_concurrency), how often results are committed, how long a dead worker's lease
+        # lingers, how often the supervisor looks, when a budget-paused batch is retried, link lifetime.
+        "BATCH_CHUNK_ROWS": int(env("BATCH_CHUNK_ROWS", "500")),
+        "BATCH_CONCURRENCY": int(env("BATCH_CONCURRENCY", "32")),
+        "BATCH_COMMIT_ROWS": int(env("BATCH_COMMIT_ROWS", "25")),
+        "BATCH_COMMIT_S": float(env("BATCH_COMMIT_S", "0.5")),
+        "BATCH_LEASE_TTL_S": float(env("BATCH_LEASE_TTL_S", "10")),
+        "BATCH_SUPERVISE_S": float(env("BATCH_SUPERVISE_S", "2")),
+        "BATCH_BUDGET_RECHECK_S": float(env("BATCH_BUDGET_RECHECK_S", "60")),
+        "BATCH_DOWNLOAD_TTL_S": int(env("BATCH_DOWNLOAD_TTL_S", "3600")),
+        "BATCH_WEBHOOK_ATTEMPTS": int(env("BATCH_WEBHOOK_ATTEMPTS", "5")),
+        "BATCH_WEBHOOK_BACKOFF_S": float(env("BATCH_WEBHOOK_BACKOFF_S", "1")),
+        "BATCH_JOB_TIMEOUT_S": int(env("BATCH_JOB_TIMEOUT_S", str(6 * 3600))),
+        "BATCH_TABULAR_WINDOW": env("BATCH_TABULAR_WINDOW", "7d"),
         "RATE_LIMIT_FAIL_OPEN": _bool(env("RATE_LIMIT_FAIL_OPEN"), False),
         # Accounting: a concurrency slot whose holder died frees itself after this lease.
         "CONCURRENCY_LEASE_S": int(env("CONCURRENCY_LEASE_S", "600")),
