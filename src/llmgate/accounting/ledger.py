@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -128,3 +128,17 @@ def write_events(events: list[dict[str, Any]]) -> int:
         db.session.rollback()
         raise
     return len(inserted)
+
+
+def prune(*, older_than: timedelta, now: datetime | None = None, chunk: int = 50_000) -> int:
+    """Delete raw ledger rows older than ``older_than``; rollups keep their totals. Returns rows deleted."""
+    cutoff = (now or datetime.now(timezone.utc)) - older_than
+    table = UsageEvent.__table__
+    deleted = 0
+    while True:  # in chunks, so a first prune of a big ledger holds no giant transaction
+        ids = sa.select(table.c.id).where(table.c.ts < cutoff).order_by(table.c.id).limit(chunk).scalar_subquery()
+        count = db.session.execute(table.delete().where(table.c.id.in_(ids))).rowcount
+        db.session.commit()
+        deleted += count
+        if count < chunk:
+            return deleted

@@ -7,6 +7,7 @@ def all_namespaces():
     from .auth import me_ns, ns as auth_ns
     from .health import ns as health_ns
     from .keys import ns as keys_ns
+    from .usage import ns as usage_ns
     from .users import ns as users_ns
 
-    return [health_ns, auth_ns, me_ns, users_ns, keys_ns]
+    return [health_ns, auth_ns, me_ns, users_ns, keys_ns, usage_ns]

@@ -5,6 +5,7 @@ from __future__ import annotations
 def all_commands():
     from .keys import key
     from .setup import setup
+    from .usage import usage
     from .users import user
 
-    return [user, key, setup]
+    return [user, key, setup, usage]
