@@ -4,8 +4,8 @@ from __future__ import annotations
 
 def all_commands():
     from .keys import key
+    from .models import models
     from .setup import setup
-    from .usage import usage
     from .users import user
 
-    return [user, key, setup, usage]
+    return [user, key, setup, models]

@@ -40,6 +40,7 @@ class MissingCredentials(AuthenticationError):
 class Catalog:
     def __init__(self, models: ModelsFile, *, source: str, previous: Catalog | None = None) -> None:
         self.source = source
+        self.loaded_at = int(time.time())  # the "created" of every model in GET /v1/models
         self.missing_keys: Mapping[str, str] = dict(models.missing_keys)
         self._pools: dict[str, tuple[Deployment, ...]] = {}
         for deployment in models.deployments:

@@ -73,6 +73,11 @@ class ModelsFile:
 
     deployments: tuple[Deployment, ...]
     missing_keys: Mapping[str, str] = field(default_factory=dict)  # deployment id → variable name
+    entries: Mapping[str, str] = field(default_factory=dict)  # deployment id → "models[3] ('name')"
+
+    def missing_key_problems(self) -> list[str]:
+        return [f"{self.entries.get(deployment_id, deployment_id)}: api_key: environment variable {variable} "
+                "is not set" for deployment_id, variable in self.missing_keys.items()]
 
 
 def read(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> ModelsFile:
@@ -186,8 +191,8 @@ def _fallback_cycles(models: list[dict[str, Any]]) -> list[str]:
 
 
 def _resolve(models: list[dict[str, Any]], environ: Mapping[str, str]) -> ModelsFile:
-    deployments, missing, pool_sizes = [], {}, {}
-    for entry in models:
+    deployments, missing, pool_sizes, entries = [], {}, {}, {}
+    for position, entry in enumerate(models):
         index = pool_sizes.get(entry["name"], 0)
         pool_sizes[entry["name"]] = index + 1
         api_key = entry.get("api_key")
@@ -206,5 +211,6 @@ def _resolve(models: list[dict[str, Any]], environ: Mapping[str, str]) -> Models
         )
         if variable and api_key is None:
             missing[deployment.id] = variable
+        entries[deployment.id] = _where(models, position)
         deployments.append(deployment)
-    return ModelsFile(tuple(deployments), missing)
+    return ModelsFile(tuple(deployments), missing, entries)

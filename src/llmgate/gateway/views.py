@@ -1,5 +1,184 @@
-"""The /v1 endpoints (placeholder until the views land)."""
+"""The ``/v1`` endpoints: OpenAI- and Anthropic-compatible chat, embeddings and the model list.
+
+A plain blueprint (no flask-restx) to keep the hot path short: authenticate, parse the body
+once, call the service, answer its bytes. Errors come back in the caller's format — OpenAI's
+``{"error": ...}``, or Anthropic's ``{"type": "error", ...}`` on ``/v1/messages`` and on
+``/v1/models`` when the request carries an ``anthropic-version`` header.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+
+from llmgate.auth.principal import Principal
+from llmgate.auth.v1 import authenticate
+from llmgate.errors import BadRequest, LLMGateError, NotFound, error_response
+from llmgate.gateway import service
+from llmgate.gateway.catalog import Catalog, get_catalog
+from llmgate.providers.base import WireFormat
+from llmgate.providers.errors import ProviderError
+
+bp = Blueprint("v1_gateway", __name__, url_prefix="/v1")
+
+TIMEOUT_HEADER = "x-llmgate-timeout"
+OVERHEAD_HEADER = "x-llmgate-overhead-ms"
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# OpenAI's error codes for the vocabulary's kinds where they differ from the kind's name.
+_OPENAI_CODES = {"rate_limited": "rate_limit_exceeded", "context_too_long": "context_length_exceeded",
+                 "not_found": "model_not_found", "authentication": "invalid_api_key"}
 
 
-def init_app(app):
-    pass
+# --- plumbing ---------------------------------------------------------------------------------------
+
+def _family() -> str:
+    path = request.path
+    if path.startswith("/v1/messages") or (path.startswith("/v1/models") and "anthropic-version" in request.headers):
+        return "anthropic"
+    return "openai"
+
+
+def _authenticate() -> Principal:
+    principal = authenticate(request)
+    g.principal = principal  # the access log carries user and key ids
+    return principal
+
+
+def _read_body() -> tuple[Any, int]:
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw), len(raw)
+    except ValueError:
+        raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
+
+
+def _timeout() -> float | None:
+    value = request.headers.get(TIMEOUT_HEADER)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (0 < seconds < math.inf):
+        raise BadRequest(f"{TIMEOUT_HEADER} must be a positive number of seconds.", code="invalid_timeout")
+    return seconds
+
+
+def _answer(body: bytes, status: int, headers: dict[str, str]) -> Response:
+    response = Response(body, status=status, content_type="application/json")
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+@bp.after_request
+def _stamp_overhead(response: Response) -> Response:
+    # For a stream this runs once the first upstream event is in hand: overhead up to the first byte.
+    started = g.get("request_started")
+    if started is not None:
+        overhead = time.perf_counter() - started - g.get("upstream_s", 0.0)
+        response.headers[OVERHEAD_HEADER] = f"{max(overhead, 0.0) * 1000:.3f}"
+    return response
+
+
+@bp.errorhandler(LLMGateError)
+def _domain_error(error: LLMGateError) -> Response:
+    return error_response(error.status, error.message, code=error.code, details=error.details,
+                          headers=error.headers, param=error.param, family=_family())
+
+
+@bp.errorhandler(ProviderError)
+def _provider_error(error: ProviderError) -> Response:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        headers["retry-after-ms"] = str(int(error.retry_after * 1000))
+    return error_response(error.status, error.message, code=_OPENAI_CODES.get(error.kind, error.kind),
+                          headers=headers, family=_family())
+
+
+# --- chat -------------------------------------------------------------------------------------------
+
+def _chat(client_format: WireFormat) -> Response:
+    principal = _authenticate()
+    body, size = _read_body()
+    service.check_chat_body(body)
+    answer = service.chat(principal=principal, body=body, client_format=client_format,
+                          request_id=g.request_id, timeout_s=_timeout(), body_size=size)
+    g.upstream_s = answer.upstream_s
+    if answer.stream is not None:
+        response = Response(answer.stream, status=200, mimetype="text/event-stream", headers=_STREAM_HEADERS)
+        if answer.headers:
+            response.headers.update(answer.headers)
+        return response
+    assert answer.result is not None
+    return _answer(answer.result.body, answer.result.status, answer.headers)
+
+
+@bp.post("/chat/completions")
+def chat_completions() -> Response:
+    return _chat("openai")
+
+
+@bp.post("/messages")
+def messages() -> Response:
+    return _chat("anthropic")
+
+
+@bp.post("/embeddings")
+def embeddings() -> Response:
+    principal = _authenticate()
+    body, size = _read_body()
+    service.check_embeddings_body(body)
+    routed = service.embeddings(principal=principal, body=body, request_id=g.request_id, timeout_s=_timeout(),
+                                body_size=size)
+    g.upstream_s = routed.upstream_s
+    return _answer(routed.result.body, routed.result.status, routed.attempt.admission.headers)
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+def _visible(catalog: Catalog, principal: Principal) -> list[str]:
+    return [name for name in catalog.names() if principal.may_use(name)]
+
+
+def _model_entry(catalog: Catalog, name: str, family: str, created: int) -> dict[str, Any]:
+    if family == "anthropic":
+        return {"type": "model", "id": name, "display_name": name,
+                "created_at": datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {"id": name, "object": "model", "created": created, "owned_by": catalog.deployments(name)[0].provider}
+
+
+@bp.get("/models")
+def list_models() -> Response:
+    principal = _authenticate()
+    catalog = get_catalog()
+    family = _family()
+    entries = [_model_entry(catalog, name, family, catalog.loaded_at) for name in _visible(catalog, principal)]
+    if family == "anthropic":
+        body: dict[str, Any] = {"data": entries, "has_more": False,
+                                "first_id": entries[0]["id"] if entries else None,
+                                "last_id": entries[-1]["id"] if entries else None}
+    else:
+        body = {"object": "list", "data": entries}
+    return _answer(json.dumps(body).encode(), 200, {})
+
+
+@bp.get("/models/<path:model_id>")
+def get_model(model_id: str) -> Response:
+    principal = _authenticate()
+    catalog = get_catalog()
+    if model_id not in catalog or not principal.may_use(model_id):
+        raise NotFound(f"The model `{model_id}` does not exist or you do not have access to it.",
+                       code="model_not_found", param="model")
+    entry = _model_entry(catalog, model_id, _family(), catalog.loaded_at)
+    return _answer(json.dumps(entry).encode(), 200, {})
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
