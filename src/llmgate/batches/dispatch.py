@@ -1,0 +1,59 @@
+"""Putting batch tasks on the ``batches`` queue, and telling whether a task still needs a worker.
+
+Every enqueue gets a fresh job id remembered per task, so the supervisor can ask RQ what became
+of it: queued → wait; started but its lease is gone for longer than a lease TTL → the worker
+died, enqueue again; finished, failed or missing while work remains → enqueue again.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from ..extensions import get_queue, get_redis
+from . import control
+
+JOBS = {"ingest": "llmgate.batches.jobs.ingest", "finalize": "llmgate.batches.jobs.finalize",
+        "webhook": "llmgate.batches.jobs.send_webhook", "chunk": "llmgate.batches.jobs.run_chunk"}
+_WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+
+
+def enqueue(batch_id: str, task: str) -> str:
+    kind, _, arg = task.partition(":")
+    args = (batch_id, int(arg)) if kind == "chunk" else (batch_id,)
+    job_id = f"llmgate-batch-{batch_id}-{task.replace(':', '-')}-{secrets.token_hex(4)}"
+    control.remember_job(batch_id, task, job_id)
+    get_queue("batches").enqueue(JOBS[kind], *args, job_id=job_id,
+                                 job_timeout=int(control.setting("BATCH_JOB_TIMEOUT_S", 6 * 3600)),
+                                 result_ttl=600, failure_ttl=86400, description=f"batch {batch_id} {task}")
+    return job_id
+
+
+def needs_worker(batch_id: str, task: str) -> bool:
+    """True when nobody is on ``task`` or going to be: no live lease, no waiting job."""
+    if control.is_held(batch_id, task):
+        return False
+    job_id = control.job_for(batch_id, task)
+    if job_id is None:
+        return True
+    try:
+        job = Job.fetch(job_id, connection=get_redis())
+        status = job.get_status(refresh=True)
+    except NoSuchJobError:
+        return True
+    if status in _WAITING:
+        return False
+    if status == JobStatus.STARTED:
+        # Started but holding no lease: either it is just taking it, or its worker is dead.
+        started = job.started_at.timestamp() if job.started_at else 0
+        return time.time() - started > 2 * control.lease_ttl()
+    return True
+
+
+def ensure(batch_id: str, task: str) -> bool:
+    if needs_worker(batch_id, task):
+        enqueue(batch_id, task)
+        return True
+    return False
