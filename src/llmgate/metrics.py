@@ -1,12 +1,18 @@
-"""Every Prometheus metric llmgate exports, in one place.
+"""Every Prometheus metric llmgate exports, in one place, and the ``/metrics`` view.
 
 Under gunicorn the ``PROMETHEUS_MULTIPROC_DIR`` environment variable switches
-prometheus_client to multiprocess mode (set by ``gunicorn.conf.py``); the ``/metrics`` view
-then aggregates the files of all workers. Gauges declare how they aggregate across processes.
+prometheus_client to multiprocess mode (set by ``llmgate.gunicorn_conf`` before the workers
+fork); the ``/metrics`` view then aggregates the files of all workers. Gauges declare how they
+aggregate across processes. ``LLMGATE_METRICS_TOKEN``, when set, is required as a bearer token.
 """
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import hmac
+import os
+
+from flask import Response, current_app, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, exposition, multiprocess
+from prometheus_client import REGISTRY
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -60,3 +66,35 @@ BATCH_ROWS = Counter("llmgate_batch_rows_total", "Batch rows finished, by outcom
 BATCHES = Counter("llmgate_batches_total", "Batches that reached a final status.", ["kind", "status"])
 JOB_DURATION = Histogram("llmgate_job_duration_seconds", "Background job duration.", ["job", "outcome"],
                          buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 1800))
+
+# --- Processes --------------------------------------------------------------------------------
+# One series per live process (the pid label is added in multiprocess mode); a dead worker's
+# series goes away when gunicorn's child_exit hook marks it dead.
+PROCESS_START = Gauge(
+    "llmgate_process_start_time_seconds", "When this API or worker process started (Unix time).", ["kind"],
+    multiprocess_mode="liveall")
+
+
+# --- /metrics ---------------------------------------------------------------------------------
+
+def collect_registry() -> CollectorRegistry:
+    """The registry to expose: every process's files in multiprocess mode, else this process."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    return registry
+
+
+def metrics_view() -> Response:
+    token = current_app.config.get("METRICS_TOKEN")
+    if token:
+        supplied = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+            from .errors import Unauthorized
+
+            raise Unauthorized("/metrics needs `Authorization: Bearer <LLMGATE_METRICS_TOKEN>`.",
+                               headers={"WWW-Authenticate": "Bearer"})
+    encoder, content_type = exposition.choose_encoder(request.headers.get("Accept", ""))
+    return Response(encoder(collect_registry()), content_type=content_type)
