@@ -33,8 +33,9 @@ class User(TimestampMixin, LimitsMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
 
-    api_keys: Mapped[list["ApiKey"]] = relationship(back_populates="user", cascade="all, delete-orphan",
-                                                    passive_deletes=True)
+    # The ORM deletes keys itself (not passive_deletes): SQLite does not enforce ON DELETE
+    # CASCADE unless foreign keys are switched on per connection.
+    api_keys: Mapped[list["ApiKey"]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
     @property
     def is_admin(self) -> bool:
