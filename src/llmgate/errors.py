@@ -145,12 +145,37 @@ def handle_domain_error(error: LLMGateError) -> Response:
                           headers=error.headers, param=error.param)
 
 
-def handle_http_exception(error: HTTPException) -> Response:
+# Werkzeug names a few errors in words nobody greps for; use the domain errors' codes.
+_HTTP_CODES = {413: "payload_too_large"}
+
+
+def _json_parse_error(error: BaseException) -> ValueError | None:
+    cause: BaseException | None = error
+    for _ in range(3):  # Flask's BadRequest <- Werkzeug's BadRequest <- the decoder's ValueError
+        cause = cause.__cause__ or cause.__context__ if cause is not None else None
+        if isinstance(cause, ValueError):
+            return cause
+    return None
+
+
+def _http_error_parts(error: HTTPException) -> tuple[int, str, str, dict | None, dict[str, str]]:
     status = error.code or 500
     message = error.description or error.name
-    details = getattr(error, "data", {}).get("errors") if hasattr(error, "data") else None
-    headers = {k: v for k, v in error.get_headers() if k.lower() in {"allow", "retry-after"}}
-    return error_response(status, message, code=error.name.lower().replace(" ", "_"), details=details, headers=headers)
+    if status == 400 and (parse_error := _json_parse_error(error)) is not None:
+        # Flask's get_json() hides the parse error behind a generic sentence outside debug mode.
+        message = f"The request body is not valid JSON: {parse_error}"
+    data = getattr(error, "data", None)
+    details = data.get("errors") if isinstance(data, dict) else None
+    if isinstance(data, dict) and data.get("message") and status in (400, 422):
+        message = str(data["message"])  # restx's validation failure says what failed
+    headers = {k: v for k, v in error.get_headers() if k.lower() in {"allow", "retry-after", "www-authenticate"}}
+    code = _HTTP_CODES.get(status) or error.name.lower().replace(" ", "_")
+    return status, message, code, details, headers
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status, message, code, details, headers = _http_error_parts(error)
+    return error_response(status, message, code=code, details=details, headers=headers)
 
 
 def handle_unexpected(error: Exception) -> Response:
@@ -163,3 +188,27 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(LLMGateError, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+def init_api(api: Any) -> None:
+    """Make a flask-restx ``Api`` answer errors in the same shapes as the rest of the app.
+
+    restx routes every error raised under its routes through its own handler, which would
+    answer ``{"message"}`` alone (and let ``abort()``'s ``data`` override whatever we return).
+    Handlers registered here build our body and put it on ``error.data``, the one thing restx
+    always serialises as is. Exceptions that are neither HTTP nor domain errors fall through to
+    the app's handler (restx re-raises them because ``PROPAGATE_EXCEPTIONS`` is on).
+    """
+
+    def as_restx(error: Exception, response: Response):
+        error.data = response.get_json()  # type: ignore[attr-defined]
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in {"content-type", "content-length"}}
+        return error.data, response.status_code, headers
+
+    @api.errorhandler(LLMGateError)
+    def _domain_error(error: LLMGateError):
+        return as_restx(error, handle_domain_error(error))
+
+    @api.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        return as_restx(error, handle_http_exception(error))
