@@ -14,7 +14,7 @@ from ..auth.principal import Principal
 from ..errors import Conflict, NotFound, ValidationError
 from ..extensions import db
 from ..models.batch import FINAL_STATUSES, Batch
-from ..models.file import PURPOSES, StoredFile
+from ..models.file import PURPOSES, StoredFile, new_file_id
 from . import storage
 
 UPLOAD_PURPOSES = ("batch", "user_data")
@@ -38,7 +38,7 @@ def record(*, user_id: int, pending: storage.PendingFile, filename: str, purpose
     if purpose not in PURPOSES:
         raise ValidationError("unknown purpose", details={"purpose": purpose})
     pending.commit()
-    row = StoredFile(user_id=user_id, filename=_clean_filename(filename), purpose=purpose, bytes=pending.size,
+    row = StoredFile(id=new_file_id(), user_id=user_id, filename=_clean_filename(filename), purpose=purpose, bytes=pending.size,
                      storage_name=pending.storage_name)
     db.session.add(row)
     return row
