@@ -118,6 +118,11 @@ def pending() -> int:
 
 def drain_loop(app: Flask, stop_event: threading.Event) -> None:
     """Worker loop (see ``llmgate worker``): drain until stopped, backing off while the DB is down."""
+    with app.app_context():  # the worker gives loops a context already; this makes the loop self-contained
+        _drain_until(app, stop_event)
+
+
+def _drain_until(app: Flask, stop_event: threading.Event) -> None:
     consumer = consumer_name()
     backoff = 0.5
     count = int(app.config.get("USAGE_DRAIN_BATCH", 1000))
@@ -134,3 +139,4 @@ def drain_loop(app: Flask, stop_event: threading.Event) -> None:
         else:
             if not handled:
                 db.session.remove()
+    _forget_consumer(get_redis(), consumer)
