@@ -14,7 +14,7 @@ from typing import Any, Callable
 from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 
-from ..auth import users
+from ..auth import principal_cache, users
 from ..auth.principal import Principal
 from ..errors import NotFound
 from ..models.user import User
@@ -95,7 +95,8 @@ def load_user(*, passive: bool = False) -> User | None:
 def viewer() -> Principal:
     """The signed-in user as the services' ``Principal`` (what scoped service calls take)."""
     user = g.user
-    return Principal(user_id=user.id, email=user.email, role=user.role)
+    cached = principal_cache.for_user_id(user.id).usable()
+    return cached if cached is not None else Principal(user_id=user.id, email=user.email, role=user.role)
 
 
 def _wants_json() -> bool:

@@ -70,35 +70,66 @@
     });
   }
 
-  // Batch form: as the template, model or file changes, ask the server for a dry run (debounced).
+  // Batch form: the chosen file is uploaded once (then named by id); as the template, model or
+  // settings change, the server's dry run renders the first prompts and a cost estimate (debounced).
   function setupBatchPreview() {
     var form = document.querySelector("form[data-preview-url]");
     if (!form) return;
     var out = document.getElementById("preview");
+    var status = document.getElementById("upload-status");
+    var fileInput = form.querySelector('input[type="file"]');
+    var fileId = form.querySelector('input[name="file_id"]');
     var timer = null, seq = 0;
+    function showError(message) {
+      out.innerHTML = '<p class="msg msg-error" role="alert"><strong>Error:</strong> ' + escapeHTML(message) + "</p>";
+    }
+    function expired(result) {
+      if (result.status !== 401) return false;
+      window.location.href = form.getAttribute("data-signin-url");
+      return true;
+    }
     function run() {
-      var data = new FormData(form);
-      var file = form.querySelector('input[type="file"]');
-      if (!file || !file.files.length) {
+      if (!fileId.value) {
         out.innerHTML = '<p class="empty">Choose a file to see the first prompts and a cost estimate.</p>';
         return;
       }
+      var data = new FormData(form);
+      data.delete("file");
       var mine = ++seq;
       out.setAttribute("aria-busy", "true");
       fetchJSON(form.getAttribute("data-preview-url"), {method: "POST", body: data}).then(function (result) {
         if (mine !== seq) return;  // a newer preview is on its way
         out.removeAttribute("aria-busy");
-        if (result.status === 401) { window.location.href = form.getAttribute("data-signin-url"); return; }
-        out.innerHTML = result.body.html || ('<p class="msg msg-error" role="alert"><strong>Error:</strong> ' +
-          escapeHTML(result.body.message || "The preview failed.") + "</p>");
-      }, function () {
-        if (mine !== seq) return;
-        out.innerHTML = '<p class="msg msg-error" role="alert"><strong>Error:</strong> The server could not be reached.</p>';
-      });
+        if (expired(result)) return;
+        if (result.body.html) out.innerHTML = result.body.html;
+        else showError(result.body.message || "The preview failed.");
+      }, function () { if (mine === seq) showError("The server could not be reached."); });
     }
     function schedule() { clearTimeout(timer); timer = setTimeout(run, 400); }
-    form.addEventListener("input", schedule);
-    form.addEventListener("change", schedule);
+    fileInput.addEventListener("change", function () {
+      fileId.value = "";
+      if (!fileInput.files.length) { run(); return; }
+      var data = new FormData();
+      data.append("file", fileInput.files[0]);
+      status.textContent = "Uploading " + fileInput.files[0].name + "…";
+      fetchJSON(form.getAttribute("data-upload-url"), {method: "POST", body: data}).then(function (result) {
+        if (expired(result)) return;
+        if (result.status !== 200) {
+          status.textContent = "";
+          showError(result.body.message || "The upload failed.");
+          return;
+        }
+        fileId.value = result.body.file_id;
+        status.textContent = "Uploaded " + result.body.filename + " (" + result.body.bytes.toLocaleString() + " bytes).";
+        run();
+      }, function () { status.textContent = ""; showError("The upload failed: the server could not be reached."); });
+    });
+    form.addEventListener("input", function (event) { if (event.target !== fileInput) schedule(); });
+    form.addEventListener("change", function (event) { if (event.target !== fileInput) schedule(); });
+    form.addEventListener("submit", function () {
+      // Already uploaded: send the id, not the bytes again.
+      if (fileId.value) fileInput.disabled = true;
+    });
   }
 
   function escapeHTML(text) {

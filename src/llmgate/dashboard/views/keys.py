@@ -5,7 +5,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from ...auth import keys as key_service
 from ...errors import NotFound, ValidationError
-from .. import forms
+from .. import budget_view, forms
 from ..blueprint import bp
 from ..catalog_view import model_names
 from ..session import login_required, viewer
@@ -21,7 +21,10 @@ def _own_key(key_id: int):
 
 def _render_list(status: int = 200, **context):
     own = key_service.list_keys(user_id=g.user.id)
-    return render_template("keys.html", keys=own, models=model_names(), form=request.form, **context), status
+    spend = {key.id: budget_view.status("key", key) for key in own if key.budget_usd is not None}
+    context.setdefault("errors", {})
+    return render_template("keys.html", keys=own, spend=spend, models=model_names(), form=request.form,
+                           **context), status
 
 
 @bp.get("/keys")
@@ -53,7 +56,7 @@ def keys_create():
 @login_required
 def keys_edit(key_id: int):
     key = _own_key(key_id)
-    return render_template("key_edit.html", key=key, models=model_names(), errors={})
+    return render_template("key_edit.html", key=key, models=_models_for(key), errors={})
 
 
 @bp.post("/keys/<int:key_id>")
@@ -68,7 +71,7 @@ def keys_update(key_id: int):
         key_service.update_key(key=key, changes=changes)
     except ValidationError as error:
         flash(error.message, "error")
-        return render_template("key_edit.html", key=key, models=model_names(), errors=error.details), 422
+        return render_template("key_edit.html", key=key, models=_models_for(key), errors=error.details), 422
     flash(f"Key {key.prefix}… updated.", "success")
     return redirect(_back())
 
@@ -86,3 +89,8 @@ def _back() -> str:
     """Back to the admin list when the action came from there, else to the user's keys."""
     return url_for("dashboard.admin_keys") if request.form.get("back") == "admin" and g.user.is_admin \
         else url_for("dashboard.keys")
+
+
+def _models_for(key) -> list[str]:
+    """The catalog's models plus any the key allows that are no longer configured (kept on save)."""
+    return sorted(set(model_names()) | set(key.allowed_models or []))
