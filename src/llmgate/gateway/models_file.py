@@ -108,9 +108,13 @@ def check(data: Any) -> list[str]:
     """Every problem in an already-parsed file: its shape first, then what spans entries."""
     shape = sorted(_VALIDATOR.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     problems = [_describe(error, data) for error in shape]
-    if problems or not isinstance(data, dict):
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list):
         return problems
-    return _cross_check(data.get("models") or [])
+    # Cross checks look at the entries whose own shape is sound, so one pass reports everything.
+    broken = {error.absolute_path[1] for error in shape if len(error.absolute_path) >= 2}
+    sound = [entry if index not in broken else None for index, entry in enumerate(models)]
+    return problems + _cross_check(models, sound)
 
 
 def _where(models: list[Any], index: int) -> str:
@@ -139,10 +143,12 @@ def _describe(error: jsonschema.ValidationError, data: Any) -> str:
     return f"{'.'.join(str(p) for p in path) or 'top level'}: {message}"
 
 
-def _cross_check(models: list[dict[str, Any]]) -> list[str]:
+def _cross_check(models: list[Any], sound: list[dict[str, Any] | None]) -> list[str]:
     problems: list[str] = []
-    names = {entry["name"] for entry in models}
-    for index, entry in enumerate(models):
+    names = {entry.get("name") for entry in models if isinstance(entry, dict)}
+    for index, entry in enumerate(sound):
+        if entry is None:
+            continue
         where = _where(models, index)
         if entry["provider"] not in PROVIDERS:
             problems.append(f"{where}: provider: unknown provider {entry['provider']!r} "
@@ -157,14 +163,14 @@ def _cross_check(models: list[dict[str, Any]]) -> list[str]:
                 problems.append(f"{where}: fallbacks: a model cannot fall back to itself")
             elif fallback not in names:
                 problems.append(f"{where}: fallbacks: no model is named {fallback!r}")
-    problems.extend(_fallback_cycles(models))
+    problems.extend(_fallback_cycles([entry for entry in sound if entry is not None], models))
     return problems
 
 
-def _fallback_cycles(models: list[dict[str, Any]]) -> list[str]:
+def _fallback_cycles(entries: list[dict[str, Any]], models: list[Any]) -> list[str]:
     """A cycle would let one request bounce between models; report each cycle once."""
     graph: dict[str, list[str]] = {}
-    for entry in models:
+    for entry in entries:
         graph.setdefault(entry["name"], [])
         graph[entry["name"]].extend(f for f in entry.get("fallbacks") or [] if f != entry["name"])
     problems, seen_cycles = [], set()
@@ -178,7 +184,7 @@ def _fallback_cycles(models: list[dict[str, Any]]) -> list[str]:
                 key = frozenset(cycle)
                 if key not in seen_cycles:
                     seen_cycles.add(key)
-                    first = next(i for i, e in enumerate(models) if e["name"] == cycle[0])
+                    first = next(i for i, e in enumerate(models) if isinstance(e, dict) and e.get("name") == cycle[0])
                     problems.append(f"{_where(models, first)}: fallbacks: cycle {' -> '.join(cycle)}")
             elif state.get(nxt) is None and nxt in graph:
                 visit(nxt, path + [nxt])
