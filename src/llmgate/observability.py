@@ -19,6 +19,7 @@ from flask import Flask, Response, g, request
 from . import metrics
 from .logging import REDACTED, request_id_var
 
+log = logging.getLogger(__name__)
 access_log = logging.getLogger("llmgate.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -129,7 +130,17 @@ def _finish_request(response: Response) -> Response:
     return response
 
 
+def _warn_if_unfit_for_production(app: Flask) -> None:
+    # `llmgate serve` refuses to start; an app built another way (plain gunicorn, tests) is told.
+    if app.config.get("LLMGATE_ENV") == "production":
+        from .config import check_production_ready
+
+        for problem in check_production_ready(app.config):
+            log.warning("not ready for production: %s", problem)
+
+
 def init_app(app: Flask) -> None:
+    _warn_if_unfit_for_production(app)
     app.before_request(_start_request)
     app.after_request(_finish_request)
     app.add_url_rule("/metrics", "metrics", metrics.metrics_view, methods=["GET"])

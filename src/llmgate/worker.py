@@ -1,0 +1,181 @@
+"""Background work: RQ workers whose jobs run inside the app context, and the worker loops.
+
+``llmgate worker`` runs :func:`run` (one worker process) or :func:`supervise` (``--count N``).
+Each job runs in a work horse forked by RQ, inside ``app.app_context()``; the horse drops the
+database connections it inherited, so no connection is ever used by two processes.
+
+A feature that needs a loop beside the jobs (the usage drainer, the batch supervisor) registers
+it in its ``init_app`` with :func:`register_worker_loop`. A loop is ``fn(app, stop_event)``:
+it runs in a daemon thread inside an app context for as long as the worker lives, must return
+soon after ``stop_event`` is set (wait on it instead of sleeping), and must be safe to run in
+many worker processes at once. A loop that raises, or returns before it is asked to stop, is
+logged and restarted after a back-off.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Sequence
+
+from flask import Flask
+from rq import Queue, Worker
+
+from .extensions import QUEUE_NAMES, db, get_queue, get_redis
+
+log = logging.getLogger(__name__)
+
+WORKER_LOOPS_KEY = "llmgate.worker_loops"
+WorkerLoop = Callable[[Flask, threading.Event], None]
+LOOP_STOP_TIMEOUT_S = 15.0
+_BACKOFF_MAX_S = 60.0
+
+
+def register_worker_loop(app: Flask, loop: WorkerLoop) -> None:
+    app.extensions.setdefault(WORKER_LOOPS_KEY, []).append(loop)
+
+
+def _drop_inherited_connections(app: Flask) -> None:
+    with app.app_context():
+        for engine in db.engines.values():
+            # close=False: the parent still owns these sockets; the child only forgets them.
+            engine.dispose(close=False)
+
+
+class AppWorker(Worker):
+    """An RQ worker whose jobs see ``current_app`` and ``db``."""
+
+    def __init__(self, *args, app: Flask, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.app = app
+
+    def main_work_horse(self, job, queue):
+        _drop_inherited_connections(self.app)
+        super().main_work_horse(job, queue)
+
+    def perform_job(self, job, queue, execution) -> bool:
+        from .metrics import JOB_DURATION
+
+        started = time.perf_counter()
+        ok = False
+        with self.app.app_context():
+            try:
+                ok = super().perform_job(job, queue, execution)
+                return ok
+            finally:
+                db.session.remove()
+                JOB_DURATION.labels(job.func_name, "ok" if ok else "failed").observe(time.perf_counter() - started)
+
+
+class LoopRunner:
+    """Runs every registered worker loop in its own daemon thread until :meth:`stop`."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for loop in self.app.extensions.get(WORKER_LOOPS_KEY, []):
+            name = getattr(loop, "__qualname__", repr(loop))
+            thread = threading.Thread(target=self._keep_running, args=(loop, name), name=f"loop:{name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _keep_running(self, loop: WorkerLoop, name: str) -> None:
+        backoff = 1.0
+        while not self.stop_event.is_set():
+            with self.app.app_context():
+                try:
+                    loop(self.app, self.stop_event)
+                except Exception:
+                    log.exception("worker loop %s failed; restarting in %.0fs", name, backoff)
+                else:
+                    if self.stop_event.is_set():
+                        return
+                    log.warning("worker loop %s returned before it was stopped; restarting in %.0fs", name, backoff)
+                finally:
+                    db.session.remove()
+            self.stop_event.wait(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX_S)
+
+    def stop(self, timeout: float = LOOP_STOP_TIMEOUT_S) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("worker loop thread %s did not stop within %.0fs", thread.name, timeout)
+
+
+def queues_for(app: Flask, names: Sequence[str]) -> list[Queue]:
+    return [get_queue(name, app) if name in QUEUE_NAMES else Queue(name, connection=get_redis(app))
+            for name in names]
+
+
+def run(app: Flask, *, queues: Sequence[str] = QUEUE_NAMES, burst: bool = False, with_scheduler: bool = True,
+        max_jobs: int | None = None) -> bool:
+    """One worker process: the loops in threads, RQ's work loop (and its signal handling) in front.
+
+    Returns whether any job was processed. SIGTERM/SIGINT finish the current job, then stop.
+    """
+    from .metrics import PROCESS_START
+
+    PROCESS_START.labels("worker").set(time.time())
+    worker = AppWorker(queues_for(app, queues), connection=get_redis(app), app=app)
+    loops = LoopRunner(app)
+    loops.start()
+    try:
+        # logging_level=None: RQ's loggers keep propagating to our handlers at our level.
+        return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=None, max_jobs=max_jobs)
+    finally:
+        loops.stop()
+
+
+def supervise(count: int, child_args: Sequence[str], *, burst: bool = False) -> int:
+    """Run ``count`` worker processes; forward SIGTERM/SIGINT; replace a crashed one (except in burst)."""
+    command = [sys.executable, "-c", "from llmgate.cli import main; main()", *child_args]
+    stopping = threading.Event()
+    children: dict[int, subprocess.Popen] = {}
+
+    def spawn(slot: int) -> None:
+        children[slot] = subprocess.Popen(command, env={**os.environ, "LLMGATE_WORKER_SLOT": str(slot)})
+
+    def forward(signum, _frame) -> None:
+        stopping.set()
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for slot in range(count):
+            spawn(slot)
+        log.info("started %d workers", count, extra={"pids": [c.pid for c in children.values()]})
+        status = 0
+        restarts: dict[int, float] = {}
+        while children:
+            for slot, child in list(children.items()):
+                code = child.poll()
+                if code is None:
+                    continue
+                del children[slot]
+                if code != 0:
+                    status = status or code
+                if not (stopping.is_set() or burst):
+                    log.error("worker %s exited with %s; starting another", child.pid, code)
+                    # A worker that keeps crashing at start-up must not spin.
+                    if time.monotonic() - restarts.get(slot, 0.0) < 5:
+                        stopping.wait(5)
+                    restarts[slot] = time.monotonic()
+                    if not stopping.is_set():
+                        spawn(slot)
+            time.sleep(0.2)
+        return status
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

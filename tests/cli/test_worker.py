@@ -1,0 +1,115 @@
+"""``llmgate worker``: jobs run in the app context with the database; worker loops start and stop."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import ScriptInfo
+from rq import Worker
+
+from llmgate.cli import cli
+from llmgate.extensions import db, get_queue, get_redis
+from llmgate.worker import WORKER_LOOPS_KEY, register_worker_loop
+
+from .conftest import LLMGATE, stop
+
+
+def job_using_app_and_db(tag: str) -> dict:
+    """An RQ job as features write them: current_app and db, no arguments but ids."""
+    value = db.session.execute(sa.text("SELECT 40 + 2")).scalar_one()
+    get_redis().set(f"test:job:{tag}", os.getpid())
+    return {"env": current_app.config["LLMGATE_ENV"], "db": value, "pid": os.getpid()}
+
+
+def failing_job() -> None:
+    raise ValueError("this job fails")
+
+
+def invoke(app, args):
+    return app.test_cli_runner().invoke(cli, args, obj=ScriptInfo(create_app=lambda: app))
+
+
+def test_burst_worker_runs_jobs_in_the_app_context_with_the_database(app):
+    with app.app_context():
+        job = get_queue("default").enqueue(job_using_app_and_db, "a")
+        failed = get_queue("batches").enqueue(failing_job)
+    result = invoke(app, ["worker", "--burst", "--queues", "default,batches"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        job.refresh()
+        failed.refresh()
+        assert job.get_status() == "finished", job.latest_result()
+        value = job.return_value()
+        assert value["db"] == 42 and value["env"] == "testing"
+        assert value["pid"] != os.getpid()  # ran in a forked work horse
+        assert failed.get_status() == "failed"
+        # The worker process still has a working database connection after the horses.
+        assert db.session.execute(sa.text("SELECT 1")).scalar_one() == 1
+
+
+def test_worker_loops_start_in_the_app_context_and_stop(app):
+    events: list[str] = []
+    seen_app = []
+
+    def loop(loop_app, stop_event: threading.Event) -> None:
+        seen_app.append(current_app._get_current_object() is loop_app)
+        events.append("started")
+        stop_event.wait()
+        events.append("stopped")
+
+    register_worker_loop(app, loop)
+    assert loop in app.extensions[WORKER_LOOPS_KEY]
+    result = invoke(app, ["worker", "--burst"])
+    assert result.exit_code == 0, result.output
+    assert events == ["started", "stopped"] and seen_app == [True]
+
+
+def test_a_failing_loop_is_restarted(app):
+    calls = []
+
+    def flaky(loop_app, stop_event):
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("first run fails")
+        stop_event.wait()
+
+    from llmgate.worker import LoopRunner
+
+    register_worker_loop(app, flaky)
+    runner = LoopRunner(app)
+    runner.start()
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runner.stop()
+    assert len(calls) == 2 and not any(t.is_alive() for t in runner.threads)
+
+
+@pytest.mark.once
+def test_worker_processes_stop_on_sigterm(process_env, app):
+    worker = subprocess.Popen([*LLMGATE, "worker", "--count", "2"], env=process_env)
+    try:
+        with app.app_context():
+            deadline = time.monotonic() + 30
+            while len(Worker.all(connection=get_redis())) < 2 and time.monotonic() < deadline:
+                assert worker.poll() is None
+                time.sleep(0.2)
+            assert len(Worker.all(connection=get_redis())) == 2
+            job = get_queue("default").enqueue(job_using_app_and_db, "sub")
+            deadline = time.monotonic() + 20
+            while job.get_status(refresh=True) != "finished" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert job.return_value()["db"] == 42
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0 and time.monotonic() - started < 15
+        with app.app_context():
+            assert Worker.all(connection=get_redis()) == []
+    finally:
+        stop(worker)
