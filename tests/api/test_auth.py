@@ -168,3 +168,13 @@ def test_secrets_are_not_logged(client, member, caplog):
     text = caplog.text
     assert "wrong-Secret-999" not in text and DEFAULT_PASSWORD not in text
     assert tokens["access_token"] not in text and tokens["refresh_token"] not in text
+
+
+def test_swagger_documents_the_error_responses(client):
+    spec = client.get("/swagger.json").get_json()
+    login = spec["paths"]["/api/auth/login"]["post"]["responses"]
+    assert {"200", "400", "401", "415", "422", "429"} <= set(login)
+    for path in ("/api/users", "/api/users/{user_id}"):
+        for method, operation in spec["paths"][path].items():
+            if method != "parameters":
+                assert {"401", "403"} <= set(operation["responses"]), (path, method)
