@@ -166,8 +166,24 @@ def test_last_used_is_recorded_in_redis_and_flushed_lazily(app, member, make_key
         assert get_redis().hget(keys.LAST_USED_HASH, str(key.id)) is None
 
 
-def test_worker_loop_is_registered(app):
+def test_worker_loop_is_registered_and_flushes_until_stopped(app, member, make_key):
+    import threading
+
     assert keys.last_used_flush_loop in app.extensions["llmgate.worker_loops"]
+    plaintext, key = make_key(member)
+    authenticate(app, **bearer(plaintext))
+    stop = threading.Event()
+    thread = threading.Thread(target=keys.last_used_flush_loop, args=(app, stop), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    with app.app_context():
+        while time.monotonic() < deadline and get_redis().hexists(keys.LAST_USED_HASH, str(key.id)):
+            time.sleep(0.05)
+        db.session.remove()
+        assert db.session.get(type(key), key.id).last_used_at is not None
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
 
 
 def test_jwt_of_a_deleted_user_is_refused(app, admin, member, auth_headers):

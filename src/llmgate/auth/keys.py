@@ -4,13 +4,15 @@ and ``last_used_at`` recorded in Redis and flushed to the database lazily.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import select
 
 from ..errors import NotFound, ValidationError
@@ -30,6 +32,7 @@ MAX_MODEL_NAME_LENGTH = 200
 LAST_USED_HASH = "llmgate:auth:key_last_used"
 _LOCAL_LAST_USED = "llmgate.auth.last_used_recorded"
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
+log = logging.getLogger(__name__)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -213,21 +216,20 @@ def flush_last_used() -> int:
     return updated
 
 
-def last_used_flush_loop(stop: Any = None) -> None:
-    """Worker loop: flush ``last_used_at`` every ``AUTH_LAST_USED_FLUSH_S`` seconds (default 30).
+def last_used_flush_loop(app: Flask, stop_event: threading.Event) -> None:
+    """Worker loop (``fn(app, stop_event)``, see ``llmgate.worker``): flush ``last_used_at``
+    every ``AUTH_LAST_USED_FLUSH_S`` seconds (default 30) until stopped.
 
     Safe in many workers at once: each flush only moves times forward.
     """
-    interval = float(current_app.config.get("AUTH_LAST_USED_FLUSH_S", 30))
-    while not (stop is not None and stop.is_set()):
-        try:
-            flush_last_used()
-        except Exception:  # a broken flush must not kill the worker thread; try again later
-            db.session.rollback()
-            current_app.logger.exception("flushing api key last_used_at failed")
-        finally:
-            db.session.remove()
-        if stop is not None:
-            stop.wait(interval)
-        else:
-            time.sleep(interval)
+    interval = float(app.config.get("AUTH_LAST_USED_FLUSH_S", 30))
+    with app.app_context():
+        while not stop_event.is_set():
+            try:
+                flush_last_used()
+            except Exception:  # Redis or the database is down: keep the times in Redis, retry later
+                db.session.rollback()
+                log.exception("flushing API key last_used_at failed")
+            finally:
+                db.session.remove()
+            stop_event.wait(interval)
