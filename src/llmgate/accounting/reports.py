@@ -176,6 +176,10 @@ def build_report(q: ReportQuery) -> Report:
     frame = frame[group_columns + list(METRICS)] if not frame.empty else pd.DataFrame(
         {c: pd.Series(dtype="int64" if c in METRICS and c != "cost_usd" else "float64" if c == "cost_usd"
                       else "object") for c in group_columns + list(METRICS)})
+    if "hour" in frame.columns and not frame.empty:  # chronological, also across a repeated DST hour
+        order = pd.to_datetime(frame["hour"], utc=True).rename("_utc")
+        frame = frame.assign(_utc=order).sort_values(["_utc", *[c for c in group_columns if c != "hour"]],
+                                                     kind="stable").drop(columns="_utc")
     frame["cost_usd"] = frame["cost_usd"].round(8)
     if "key" in frame.columns:
         frame["key"] = frame["key"].map(lambda k: None if k == NO_KEY else int(k)).astype("object")
