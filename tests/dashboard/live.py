@@ -77,3 +77,37 @@ def shoot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+class Worker:
+    """One ``llmgate worker`` process (batch jobs and the usage drainer) on ``app``'s database,
+    Redis, files and models, with settings that make batches move in test time."""
+
+    def __init__(self, app: Any, log_path: Path, settings: dict[str, Any]) -> None:
+        import subprocess
+        import sys
+
+        config = app.config
+        env = {**os.environ, "LLMGATE_ENV": "testing", "LLMGATE_INSTANCE_PATH": config["INSTANCE_PATH"],
+               "LLMGATE_DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"], "LLMGATE_REDIS_URL": config["REDIS_URL"],
+               "LLMGATE_MODELS_FILE": config["MODELS_FILE"], "LLMGATE_FILES_DIR": config["FILES_DIR"],
+               "LLMGATE_SECRET_KEY": config["SECRET_KEY"], "LLMGATE_JWT_SECRET_KEY": config["JWT_SECRET_KEY"],
+               "LLMGATE_LOG_LEVEL": "WARNING"}
+        env.update({f"LLMGATE_{name}": str(value) for name, value in settings.items()})
+        self._log = open(log_path, "wb")
+        self.log_path = log_path
+        self.proc = subprocess.Popen([sys.executable, "-c", "from llmgate.cli import main; main()", "worker",
+                                      "--no-scheduler"], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except Exception:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._log.close()

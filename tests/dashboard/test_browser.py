@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.conftest import DEFAULT_PASSWORD
-from tests.dashboard.live import DESKTOP, PHONE, LiveServer, launch_chromium, shoot
+from tests.dashboard.live import DESKTOP, PHONE, LiveServer, Worker, launch_chromium, shoot
 from tests.fakes.upstream import FakeUpstream
 
 pytestmark = pytest.mark.once
@@ -42,13 +42,26 @@ def upstream() -> Iterator[FakeUpstream]:
         yield fake
 
 
+# Small chunks and a quick supervisor, so a 20-row batch moves visibly in a couple of seconds.
+FAST = {"BATCH_CHUNK_ROWS": 5, "BATCH_COMMIT_ROWS": 2, "BATCH_COMMIT_S": 0.05, "BATCH_CONCURRENCY": 2,
+        "BATCH_SUPERVISE_S": 0.2, "BATCH_LEASE_TTL_S": 2, "GATEWAY_MAX_RETRIES": 1, "GATEWAY_RELOAD_CHECK_S": 0}
+
+
 @pytest.fixture
 def live(app, app_factory, upstream, tmp_path: Path) -> Iterator[LiveServer]:
     """A server on the test database and Redis (emptied by ``app``), with the fake's models."""
+    upstream.reset()
     models = tmp_path / "models.yaml"
     models.write_text(MODELS_YAML.format(openai_base=upstream.openai_base_url, base=upstream.base_url))
-    with LiveServer(app_factory(MODELS_FILE=str(models))) as server:
+    with LiveServer(app_factory(MODELS_FILE=str(models), **FAST)) as server:
         yield server
+
+
+@pytest.fixture
+def worker(live, tmp_path: Path) -> Iterator[Worker]:
+    process = Worker(live.app, tmp_path / "worker.log", FAST)
+    yield process
+    process.stop()
 
 
 def sign_in(page: Any, base: str, email: str, password: str = DEFAULT_PASSWORD) -> None:
@@ -147,3 +160,132 @@ def test_keys_models_and_admin_in_the_browser(chromium, live, make_user, member)
         "keys": "/dashboard/keys", "models": "/dashboard/models", "admin-users": "/dashboard/admin/users",
         "admin-keys": "/dashboard/admin/keys",
     })
+
+
+def flush_usage(app: Any) -> None:
+    """What ``llmgate usage flush`` does: move every pending usage event into the ledger now."""
+    from llmgate.accounting import drain
+
+    with app.app_context():
+        drain.flush()
+
+
+def test_key_to_sdk_call_to_usage_to_batch_results(chromium, live, worker, upstream, member, tmp_path):
+    import csv
+    import io
+
+    from openai import OpenAI
+
+    context = chromium.new_context(viewport=DESKTOP, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page, live.url, member.email)
+    page.goto(live.url + "/dashboard/keys")
+    page.fill("input[name=name]", "sdk")
+    page.click("text=Create key")
+    key = page.inner_text("#new-key").strip()
+
+    # The key works with the official SDK against this server, exactly as the snippet says.
+    client = OpenAI(base_url=f"{live.url}/v1", api_key=key, max_retries=0)
+    reply = client.chat.completions.create(model="fake-mini", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content
+
+    flush_usage(live.app)
+    page.goto(live.url + "/dashboard/usage?group=model&tz=UTC")
+    table = page.inner_text("#usage-table")
+    assert "fake-mini" in table and "total" in table
+    with page.expect_download() as usage_download:
+        page.click("text=Download CSV")
+    usage_rows = list(csv.DictReader(io.StringIO(Path(usage_download.value.path()).read_text())))
+    assert [(r["model"], r["requests"]) for r in usage_rows] == [("fake-mini", "1"), ("total", "1")]
+    shoot(page, "usage-desktop")
+    page.goto(live.url + "/dashboard/?tz=UTC")
+    assert "fake-mini" in page.inner_html("main svg")
+    shoot(page, "overview-desktop")
+
+    # A batch from a CSV: live preview with a cost estimate, then progress to 100%, then results.
+    source = tmp_path / "reviews.csv"
+    source.write_text("id,review\n" + "".join(f"{i},review number {i}\n" for i in range(20)))
+    upstream.delay_s = 0.1  # slow enough to watch the bar move
+    page.goto(live.url + "/dashboard/batches/new")
+    page.set_input_files("input[name=file]", str(source))
+    page.wait_for_selector("#upload-status:has-text('Uploaded reviews.csv')")  # (no eval: the CSP forbids it)
+    page.select_option("select[name=model]", "fake-mini")
+    page.fill("textarea[name=template]", "Summarise: {{ review }}")
+    page.wait_for_selector("#preview pre")
+    preview = page.inner_text("#preview")
+    assert "Summarise: review number 0" in preview and "20" in preview and "Cost, at most" in preview
+    page.fill("textarea[name=template]", "Summarise: {{ no_such_column }}")
+    page.wait_for_selector("#preview .msg-error")
+    assert "no_such_column" in page.inner_text("#preview")
+    page.fill("textarea[name=template]", "Summarise: {{ review }}")
+    page.wait_for_selector("#preview pre")
+    shoot(page, "batch-new-desktop")
+    page.click("text=Submit batch")
+    page.wait_for_url("**/dashboard/batches")
+    assert "submitted: 20 rows on fake-mini" in page.inner_text("main")
+
+    seen = []
+    row = page.locator("#batch-table tbody tr").first
+    for _ in range(300):
+        value = row.locator("progress").get_attribute("value")
+        if value is not None:
+            seen.append(int(float(value)))
+        if "completed" in row.inner_text():
+            break
+        page.wait_for_timeout(100)
+    assert "completed" in row.inner_text(), (row.inner_text(), worker.log_path.read_text()[-3000:])
+    assert "20 of 20 rows (100%)" in row.inner_text()
+    assert any(v < 20 for v in seen), seen  # the bar was seen before the end, and moved to the end
+    shoot(page, "batches-desktop")
+
+    with page.expect_download() as result_download:
+        page.click("#batch-table >> text=Download CSV")
+    result = list(csv.DictReader(io.StringIO(Path(result_download.value.path()).read_text())))
+    assert len(result) == 20
+    assert [r["id"] for r in result] == [str(i) for i in range(20)]
+    answer_columns = [c for c in result[0] if c not in ("id", "review")]
+    assert answer_columns and all(r[answer_columns[0]] for r in result)
+    assert not errors, errors
+    context.close()
+
+    both_widths(chromium, live.url, member.email, {
+        "overview": "/dashboard/?tz=UTC", "usage": "/dashboard/usage?group=model&tz=UTC",
+        "batches": "/dashboard/batches", "batch-new": "/dashboard/batches/new",
+    })
+
+
+def test_members_cannot_reach_each_others_batches_in_the_browser(chromium, live, make_user, tmp_path):
+    from llmgate.auth import users
+    from llmgate.batches import tabular
+    from llmgate.dashboard.session import viewer  # noqa: F401  (same principal the pages use)
+
+    owner = make_user("owner@example.com")
+    intruder = make_user("intruder@example.com")
+    source = tmp_path / "t.csv"
+    source.write_text("a\n1\n")
+    with live.app.test_request_context():
+        from llmgate.auth import principal_cache
+
+        principal = principal_cache.for_user_id(owner.id).usable()
+        with source.open("rb") as stream:
+            batch = tabular.submit(principal=principal, spec=tabular.Spec.parse({"model": "fake-mini", "template": "{{ a }}"}),
+                                   stream=stream, filename="t.csv")
+        batch_id = batch.id
+        users.get_user(user_id=intruder.id)
+
+    context = chromium.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    sign_in(page, live.url, intruder.email)
+    page.goto(live.url + "/dashboard/batches")
+    assert batch_id not in page.content()
+    assert page.goto(live.url + f"/dashboard/batches/{batch_id}/progress.json").status == 404
+    assert page.goto(live.url + f"/dashboard/batches/{batch_id}/download").status == 404
+    token = page.get_attribute("meta[name=csrf-token]", "content") if page.query_selector("meta[name=csrf-token]") else ""
+    page.goto(live.url + "/dashboard/batches")
+    token = page.get_attribute("meta[name=csrf-token]", "content")
+    cancel = page.request.post(live.url + f"/dashboard/batches/{batch_id}/cancel", form={"csrf_token": token},
+                               max_redirects=0)
+    assert cancel.status == 404
+    context.close()
