@@ -155,20 +155,20 @@ def rows_per_second(batch_id: str, window_s: float = 30.0) -> float:
 
 # --- job bookkeeping ------------------------------------------------------------------------------------
 
-def _jobs_key(batch_id: str) -> str:
+def jobs_key(batch_id: str) -> str:
     return f"{PREFIX}{batch_id}:jobs"
 
 
 def remember_job(batch_id: str, task: str, job_id: str) -> None:
     redis = get_redis()
-    redis.hset(_jobs_key(batch_id), task, job_id)
-    redis.expire(_jobs_key(batch_id), 30 * 86400)
+    redis.hset(jobs_key(batch_id), task, job_id)
+    redis.expire(jobs_key(batch_id), 30 * 86400)
 
 
 def job_for(batch_id: str, task: str) -> str | None:
-    raw = get_redis().hget(_jobs_key(batch_id), task)
+    raw = get_redis().hget(jobs_key(batch_id), task)
     return raw.decode() if raw else None
 
 
 def forget(batch_id: str) -> None:
-    get_redis().delete(_jobs_key(batch_id), _flag_key(batch_id))
+    get_redis().delete(jobs_key(batch_id), _flag_key(batch_id))

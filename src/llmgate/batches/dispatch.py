@@ -25,7 +25,8 @@ def enqueue(batch_id: str, task: str) -> str:
     args = (batch_id, int(arg)) if kind == "chunk" else (batch_id,)
     job_id = f"llmgate-batch-{batch_id}-{task.replace(':', '-')}-{secrets.token_hex(4)}"
     control.remember_job(batch_id, task, job_id)
-    get_queue("batches").enqueue(JOBS[kind], *args, job_id=job_id,
+    # Finishing comes first: a cancelled batch must not wait behind its own queued chunks.
+    get_queue("batches").enqueue(JOBS[kind], *args, job_id=job_id, at_front=kind in ("finalize", "webhook"),
                                  job_timeout=int(control.setting("BATCH_JOB_TIMEOUT_S", 6 * 3600)),
                                  result_ttl=600, failure_ttl=86400, description=f"batch {batch_id} {task}")
     return job_id
@@ -57,3 +58,14 @@ def ensure(batch_id: str, task: str) -> bool:
         enqueue(batch_id, task)
         return True
     return False
+
+
+def drop_queued(batch_id: str) -> int:
+    """Take the batch's waiting chunk jobs off the queue (after cancel or pause); how many."""
+    queue, redis = get_queue("batches"), get_redis()
+    dropped = 0
+    for task, job_id in redis.hgetall(control.jobs_key(batch_id)).items():
+        if task.decode().startswith("chunk:") and queue.remove(job_id.decode()):
+            redis.hdel(control.jobs_key(batch_id), task)  # so that resume enqueues it afresh
+            dropped += 1
+    return dropped

@@ -59,6 +59,7 @@ def cancel(batch: Batch) -> Batch:
     control.request_stop(batch.id, "cancel")
     if _move(batch.id, ("validating", "in_progress", "paused", "finalizing"), status="cancelling",
              cancelling_at=utcnow()):
+        dispatch.drop_queued(batch.id)
         dispatch.ensure(batch.id, "finalize")
     db.session.refresh(batch)
     return batch
@@ -70,7 +71,8 @@ def pause(batch: Batch, reason: str = "paused by user") -> Batch:
     if batch.status != "in_progress":
         raise Conflict(f"Only a running batch can be paused; this one is {batch.status}.", code="batch_not_running")
     control.request_stop(batch.id, "pause")
-    _move(batch.id, ("in_progress",), status="paused", paused_at=utcnow(), pause_reason=reason)
+    if _move(batch.id, ("in_progress",), status="paused", paused_at=utcnow(), pause_reason=reason):
+        dispatch.drop_queued(batch.id)
     db.session.refresh(batch)
     return batch
 
