@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 def all_commands():
+    from .batches import batch
     from .keys import key
     from .models import models
     from .redis import redis_group
@@ -11,4 +12,4 @@ def all_commands():
     from .setup import setup
     from .users import user
 
-    return [user, key, setup, run, serve, worker, redis_group, models]
+    return [user, key, setup, run, serve, worker, redis_group, models, batch]
