@@ -409,3 +409,73 @@ def test_client_disconnect_cancels_the_upstream_stream(live, api_key, fake, path
             next(r.iter_bytes())
     record = fake.streams[-1]
     assert record.done.wait(5) and record.aborted and not record.finished
+
+
+# --- accounting and metrics -------------------------------------------------------------------------
+
+def test_rate_limit_headers_and_key_limit(live, make_user, make_key, fake):
+    plaintext, _ = make_key(make_user(), rpm=2)
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key=plaintext, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="gpt", messages=user("x"))
+    assert raw.headers["x-ratelimit-limit-requests"] == "2"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "1"
+    with client.chat.completions.with_streaming_response.create(model="gpt", messages=user("x"), stream=True) as r:
+        assert r.headers["x-ratelimit-remaining-requests"] == "0"
+        list(r.iter_lines())
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.chat.completions.create(model="gpt", messages=user("x"))
+    assert int(raised.value.response.headers["retry-after"]) >= 1
+    assert len(fake.requests) == 2
+
+
+def test_deployment_limit_moves_to_another_deployment(live, api_key, fake, models_path):
+    from tests.gateway.conftest import default_models, write_models
+
+    models = default_models(fake)
+    for entry in models:
+        if entry["name"] == "pool":
+            entry["limits"] = {"max_concurrency": 1}
+    write_models(models_path, models)
+    fake.script(event_delay_s=0.1, times=2)
+    payload = {"model": "pool", "messages": user(" ".join(["word"] * 40)), "stream": True}
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx2.Client(timeout=10) as client:
+        with client.stream("POST", live.url + "/v1/chat/completions", json=payload, headers=headers) as first, \
+                client.stream("POST", live.url + "/v1/chat/completions", json=payload, headers=headers) as second:
+            # Keep the iterators: dropping one would close its stream.
+            first_chunks, second_chunks = first.iter_bytes(), second.iter_bytes()
+            next(first_chunks), next(second_chunks)
+            third = client.post(live.url + "/v1/chat/completions", json={**payload, "stream": False},
+                                headers=headers)
+            assert third.status_code == 429 and "deployment pool#" in third.json()["error"]["message"]
+    assert sorted(r.body["model"] for r in fake.requests) == ["up-pool-a", "up-pool-b"]
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_are_recorded(openai_client, fake):
+    labels = {"model": "flaky", "deployment": "flaky#0", "provider": "openai"}
+    before = {name: _sample(name, **extra, **labels) for name, extra in (
+        ("llmgate_upstream_requests_total", {"outcome": "error"}),
+        ("llmgate_upstream_errors_total", {"kind": "upstream_server"}),
+        ("llmgate_upstream_retries_total", {}))}
+    fallbacks = _sample("llmgate_fallbacks_total", model="flaky", fallback="claude")
+    claude = {"model": "claude", "deployment": "claude#0", "provider": "anthropic"}
+    tokens_out = _sample("llmgate_upstream_tokens_total", direction="output", **claude)
+    ttft = _sample("llmgate_time_to_first_token_seconds_count", **claude)
+    fake.script(status=500, times=3)
+    stream = openai_client.chat.completions.create(model="flaky", messages=user("m e t r i c s"), stream=True)
+    list(stream)
+    assert _sample("llmgate_upstream_requests_total", outcome="error", **labels) - before[
+        "llmgate_upstream_requests_total"] == 3
+    assert _sample("llmgate_upstream_errors_total", kind="upstream_server", **labels) - before[
+        "llmgate_upstream_errors_total"] == 3
+    assert _sample("llmgate_upstream_retries_total", **labels) - before["llmgate_upstream_retries_total"] == 2
+    assert _sample("llmgate_fallbacks_total", model="flaky", fallback="claude") - fallbacks == 1
+    assert _sample("llmgate_upstream_tokens_total", direction="output", **claude) > tokens_out
+    assert _sample("llmgate_time_to_first_token_seconds_count", **claude) == ttft + 1
+    assert _sample("llmgate_upstream_in_flight", **claude) == 0
