@@ -12,8 +12,9 @@ import logging
 import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -254,17 +255,20 @@ def settle(admission: Admission, *, usage: Usage, outcome: str, error_kind: str 
         "batch_id": batch_id, "attempt": admission.attempt,
     }
     payload = json.dumps(event, separators=(",", ":"))
-    spends = _spend_targets(p, admission.started_at)
+    spends, watched = _spend_targets(p, admission.started_at)
 
     keys: list[str] = []
     for base in admission.token_scopes:
-        keys += [base + ":w", base + ":t", base + ":s"]
+        keys += (base + ":w", base + ":t", base + ":s")
     keys += [base + ":c" for base in admission.slot_scopes]
-    keys += [t[0] for t in spends] + [t[1] for t in spends] + [STREAM_KEY]
+    keys += [t[0] for t in spends]
+    keys += [w.flag for w in watched]
+    keys.append(STREAM_KEY)
     args: list[Any] = [admission.id, usage.total_tokens, "" if cost is None else str(cost),
-                       len(admission.token_scopes), len(admission.slot_scopes), len(spends), payload]
-    for t in spends:
-        args += [t[2], t[3]]
+                       len(admission.token_scopes), len(admission.slot_scopes), len(spends), len(watched), payload]
+    args += [t[1] for t in spends]
+    for w in watched:
+        args += (w.index + 1, w.soft)
     app = current_app._get_current_object()
     try:
         result = _scripts(app)[1](keys=keys, args=args)
@@ -272,48 +276,88 @@ def settle(admission: Admission, *, usage: Usage, outcome: str, error_kind: str 
         metrics.USAGE_EVENTS_LOST.inc()
         log.error("usage event not recorded: Redis unreachable", extra={"error": str(error), "usage_event": event})
         return
-    _observe(p, d, usage, cost, spends, result, admission.started_at)
+    _observe(p, d, usage, cost, watched, result, admission.started_at)
 
 
-def _spend_targets(p: Principal, now: datetime) -> list[tuple[str, str, int, float, str, str, Budget | None]]:
-    """(spend key, alert flag key, ttl, soft limit, kind, period, budget) for every counter to add to.
+@dataclass(frozen=True, slots=True)
+class _Watched:
+    """A spend counter that has a budget: its new value feeds the gauge and the soft-limit alert."""
+
+    index: int  # position among the spend counters
+    kind: str
+    owner: str
+    budget: Budget
+    flag: str  # set once per period when the soft limit is crossed
+    soft: float  # -1: no soft limit
+
+
+@lru_cache(maxsize=8)
+def _buckets(day: date) -> tuple[tuple[str, str, int], ...]:
+    """(period, bucket id, unix time the counter may expire) for every period, for one UTC day:
+    settle computes no calendar arithmetic, only string joins."""
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
+    out = []
+    for period in periods.PERIODS:
+        end = periods.period_end(period, noon)
+        expire_at = -1 if end is None else int(end.timestamp()) + 86400  # a day of grace for late settles
+        out.append((period, periods.bucket_id(period, noon), expire_at))
+    return tuple(out)
+
+
+def _spend_targets(p: Principal, now: datetime) -> tuple[list[tuple[str, int]], list[_Watched]]:
+    """Every spend counter to add to — (key, seconds to live, -1: forever) — and those with a budget.
+
+    TTLs are relative to ``now`` (not absolute times) so that a caller's clock, not Redis's,
+    decides which bucket is current: tests move ``now`` freely.
 
     Spend is kept for every period, budget or not, so a budget set mid-period starts from the truth.
     """
     owners = [("user", str(p.user_id), p.user_budget)]
     if p.key_id is not None:
         owners.insert(0, ("key", str(p.key_id), p.key_budget))
-    out = []
+    spends: list[tuple[str, int]] = []
+    watched: list[_Watched] = []
+    now_s = int(now.timestamp())
+    buckets = _buckets(now.astimezone(timezone.utc).date())
     for kind, owner, budget in owners:
-        for period in periods.PERIODS:
-            key = spend_key(kind, owner, period, now)
-            ttl = periods.bucket_ttl_seconds(period, now)
-            soft = -1.0
-            mine = budget if budget is not None and budget.period == period else None
-            if mine is not None and mine.soft_limit_usd is not None:
-                soft = float(mine.soft_limit_usd)
-            out.append((key, key.replace("llmgate:spend:", "llmgate:spend-alert:", 1),
-                        -1 if ttl is None else ttl, soft, kind, period, mine))
-    return out
+        prefix = f"llmgate:spend:{kind}:{owner}:"
+        for period, bucket, expire_at in buckets:
+            if budget is not None and budget.period == period:
+                soft = -1.0 if budget.soft_limit_usd is None else float(budget.soft_limit_usd)
+                watched.append(_Watched(len(spends), kind, owner, budget,
+                                        f"llmgate:spend-alert:{kind}:{owner}:{bucket}", soft))
+            spends.append((prefix + bucket, -1 if expire_at < 0 else max(1, expire_at - now_s)))
+    return spends, watched
 
 
-def _observe(p: Principal, d: Deployment, usage: Usage, cost: Decimal | None, spends: list, result: list,
-             started: datetime) -> None:
-    key_label = str(p.key_id) if p.key_id is not None else "jwt"
+_TOKEN_COUNTERS: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+
+def _counters(model: str, key: str):
+    """Metric children resolved once per (model, key): ``labels()`` takes a lock on every call."""
+    found = _TOKEN_COUNTERS.get((model, key))
+    if found is None:
+        found = _TOKEN_COUNTERS[(model, key)] = (
+            metrics.USAGE_TOKENS.labels(model=model, key=key, direction="input"),
+            metrics.USAGE_TOKENS.labels(model=model, key=key, direction="output"),
+            metrics.USAGE_COST.labels(model=model, key=key))
+    return found
+
+
+def _observe(p: Principal, d: Deployment, usage: Usage, cost: Decimal | None, watched: list[_Watched],
+             result: list, started: datetime) -> None:
+    tokens_in, tokens_out, spent_usd = _counters(d.name, str(p.key_id) if p.key_id is not None else "jwt")
     if usage.input_tokens:
-        metrics.USAGE_TOKENS.labels(model=d.name, key=key_label, direction="input").inc(usage.input_tokens)
+        tokens_in.inc(usage.input_tokens)
     if usage.output_tokens:
-        metrics.USAGE_TOKENS.labels(model=d.name, key=key_label, direction="output").inc(usage.output_tokens)
+        tokens_out.inc(usage.output_tokens)
     if cost:
-        metrics.USAGE_COST.labels(model=d.name, key=key_label).inc(float(cost))
-    for j, (_, _, _, _, kind, period, budget) in enumerate(spends):
-        if budget is None:
-            continue
+        spent_usd.inc(float(cost))
+    for j, w in enumerate(watched):
         spent = float(_text(result[j * 2]))
-        owner = str(p.key_id if kind == "key" else p.user_id)
-        metrics.BUDGET_REMAINING.labels(scope=kind, owner=owner, period=period).set(
-            float(budget.limit_usd) - spent)
+        metrics.BUDGET_REMAINING.labels(scope=w.kind, owner=w.owner, period=w.budget.period).set(
+            float(w.budget.limit_usd) - spent)
         if int(result[j * 2 + 1]) == 1:
             from .budgets import soft_limit_reached
 
-            soft_limit_reached(kind=kind, owner=owner, budget=budget, spent=spent, now=started)
+            soft_limit_reached(kind=w.kind, owner=w.owner, budget=w.budget, spent=spent, now=started)

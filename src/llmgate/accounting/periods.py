@@ -54,10 +54,3 @@ def bucket_id(period: str, now: datetime | None = None) -> str:
         return start.strftime("m%Y%m")
     return start.strftime(("d" if period == "day" else "w") + "%Y%m%d")
 
-
-def bucket_ttl_seconds(period: str, now: datetime | None = None) -> int | None:
-    """How long a spend counter must live: its period plus a day of grace for late settles."""
-    end = period_end(period, now)
-    if end is None:
-        return None
-    return int((end - _utc(now)).total_seconds()) + 86400

@@ -3,13 +3,14 @@
 -- to the spend counters, and append its usage event to the stream.
 --
 -- KEYS: per token scope (3 each): window zset, token hash, token sum; then the concurrency
---       zsets; then spend counters; then one soft-alert flag per spend counter; then the stream.
+--       zsets; then the spend counters; then one alert flag per watched counter; then the stream.
 -- ARGV: admission id, real tokens, cost ('' when unknown), #token scopes, #concurrency scopes,
---       #spend counters, event JSON, then per spend counter: ttl s (-1: none), soft limit (-1).
--- Returns {per spend counter: spent after (string), 1 when this call crossed its soft limit}.
+--       #spend counters, #watched, event JSON, then per spend counter: seconds to live (-1: forever),
+--       then per watched counter: its 1-based spend index, soft limit (-1: none).
+-- Returns per watched counter: {spent after (string), 1 when this call crossed the soft limit}.
 redis.replicate_commands()
 local id, real, cost = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local ntok, nconc, nspend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ntok, nconc, nspend, nwatch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 for i = 0, ntok - 1 do
   local w, t, s = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
   if redis.call('ZSCORE', w, id) then
@@ -23,23 +24,31 @@ end
 local base = ntok * 3
 for i = 1, nconc do redis.call('ZREM', KEYS[base + i], id) end
 base = base + nconc
-local out = {}
+local spent = {}
 for j = 1, nspend do
-  local key, flag = KEYS[base + j], KEYS[base + nspend + j]
-  local ttl, soft = tonumber(ARGV[7 + (j - 1) * 2 + 1]), tonumber(ARGV[7 + (j - 1) * 2 + 2])
-  local spent
+  local key = KEYS[base + j]
   if cost ~= '' then
-    spent = redis.call('INCRBYFLOAT', key, cost)
-    if ttl >= 0 then redis.call('EXPIRE', key, ttl) end
-  else
-    spent = redis.call('GET', key) or '0'
+    spent[j] = redis.call('INCRBYFLOAT', key, cost)
+    local ttl = tonumber(ARGV[8 + j])
+    if ttl > 0 then redis.call('EXPIRE', key, ttl) end
   end
+end
+local out = {}
+for k = 1, nwatch do
+  local a = 8 + nspend + (k - 1) * 2
+  local index, soft = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local value = spent[index] or redis.call('GET', KEYS[base + index]) or '0'
   local crossed = 0
-  if soft >= 0 and tonumber(spent) >= soft then
-    if redis.call('SET', flag, '1', 'NX', 'EX', ttl >= 0 and ttl or 315360000) then crossed = 1 end
+  if soft >= 0 and tonumber(value) >= soft then
+    local ttl = tonumber(ARGV[8 + index])
+    local flag = KEYS[base + nspend + k]
+    if redis.call('SET', flag, '1', 'NX') then
+      crossed = 1
+      if ttl > 0 then redis.call('EXPIRE', flag, ttl) end
+    end
   end
-  out[#out + 1] = spent
+  out[#out + 1] = value
   out[#out + 1] = crossed
 end
-redis.call('XADD', KEYS[base + 2 * nspend + 1], '*', 'e', ARGV[7])
+redis.call('XADD', KEYS[base + nspend + nwatch + 1], '*', 'e', ARGV[8])
 return out
