@@ -53,6 +53,28 @@ def needs_worker(batch_id: str, task: str) -> bool:
     return True
 
 
+def ensure_many(batch_id: str, tasks: list[str]) -> int:
+    """``ensure`` for many tasks in a few round trips (a million-row batch has thousands of chunks)."""
+    held = set(control.held_tasks(batch_id))
+    jobs = {k.decode(): v.decode() for k, v in get_redis().hgetall(control.jobs_key(batch_id)).items()}
+    unleased = [t for t in tasks if t not in held]
+    known = [t for t in unleased if t in jobs]
+    fetched = dict(zip(known, Job.fetch_many([jobs[t] for t in known], connection=get_redis()))) if known else {}
+    enqueued = 0
+    for task in unleased:
+        job = fetched.get(task)
+        if job is not None:
+            status = job.get_status(refresh=False)
+            if status in _WAITING:
+                continue
+            if status == JobStatus.STARTED and job.started_at and \
+                    time.time() - job.started_at.timestamp() <= 2 * control.lease_ttl():
+                continue
+        enqueue(batch_id, task)
+        enqueued += 1
+    return enqueued
+
+
 def ensure(batch_id: str, task: str) -> bool:
     if needs_worker(batch_id, task):
         enqueue(batch_id, task)

@@ -46,7 +46,7 @@ def schedule(batch: Batch) -> int:
         if _move(batch.id, ("in_progress",), status="finalizing", finalizing_at=utcnow()):
             dispatch.enqueue(batch.id, "finalize")
         return 0
-    return sum(dispatch.ensure(batch.id, f"chunk:{c}") for c in chunks)
+    return dispatch.ensure_many(batch.id, [f"chunk:{c}" for c in chunks])
 
 
 # --- user actions ------------------------------------------------------------------------------------
