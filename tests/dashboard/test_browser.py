@@ -42,8 +42,9 @@ def upstream() -> Iterator[FakeUpstream]:
         yield fake
 
 
-# Small chunks and a quick supervisor, so a 20-row batch moves visibly in a couple of seconds.
-FAST = {"BATCH_CHUNK_ROWS": 5, "BATCH_COMMIT_ROWS": 2, "BATCH_COMMIT_S": 0.05, "BATCH_CONCURRENCY": 2,
+# One chunk (a chunk job costs seconds in a forked worker), committed every 2 rows so the bar
+# moves within it, and a quick supervisor.
+FAST = {"BATCH_CHUNK_ROWS": 50, "BATCH_COMMIT_ROWS": 2, "BATCH_COMMIT_S": 0.05, "BATCH_CONCURRENCY": 2,
         "BATCH_SUPERVISE_S": 0.2, "BATCH_LEASE_TTL_S": 2, "GATEWAY_MAX_RETRIES": 1, "GATEWAY_RELOAD_CHECK_S": 0}
 
 
@@ -206,8 +207,8 @@ def test_key_to_sdk_call_to_usage_to_batch_results(chromium, live, worker, upstr
 
     # A batch from a CSV: live preview with a cost estimate, then progress to 100%, then results.
     source = tmp_path / "reviews.csv"
-    source.write_text("id,review\n" + "".join(f"{i},review number {i}\n" for i in range(20)))
-    upstream.delay_s = 0.1  # slow enough to watch the bar move
+    source.write_text("id,review\n" + "".join(f"{i},review number {i}\n" for i in range(12)))
+    upstream.delay_s = 0.2  # slow enough to watch the bar move
     page.goto(live.url + "/dashboard/batches/new")
     page.set_input_files("input[name=file]", str(source))
     page.wait_for_selector("#upload-status:has-text('Uploaded reviews.csv')")  # (no eval: the CSP forbids it)
@@ -215,7 +216,7 @@ def test_key_to_sdk_call_to_usage_to_batch_results(chromium, live, worker, upstr
     page.fill("textarea[name=template]", "Summarise: {{ review }}")
     page.wait_for_selector("#preview pre")
     preview = page.inner_text("#preview")
-    assert "Summarise: review number 0" in preview and "20" in preview and "Cost, at most" in preview
+    assert "Summarise: review number 0" in preview and "12" in preview and "Cost, at most" in preview
     page.fill("textarea[name=template]", "Summarise: {{ no_such_column }}")
     page.wait_for_selector("#preview .msg-error")
     assert "no_such_column" in page.inner_text("#preview")
@@ -224,7 +225,7 @@ def test_key_to_sdk_call_to_usage_to_batch_results(chromium, live, worker, upstr
     shoot(page, "batch-new-desktop")
     page.click("text=Submit batch")
     page.wait_for_url("**/dashboard/batches")
-    assert "submitted: 20 rows on fake-mini" in page.inner_text("main")
+    assert "submitted: 12 rows on fake-mini" in page.inner_text("main")
 
     seen = []
     row = page.locator("#batch-table tbody tr").first
@@ -236,15 +237,15 @@ def test_key_to_sdk_call_to_usage_to_batch_results(chromium, live, worker, upstr
             break
         page.wait_for_timeout(100)
     assert "completed" in row.inner_text(), (row.inner_text(), worker.log_path.read_text()[-3000:])
-    assert "20 of 20 rows (100%)" in row.inner_text()
-    assert any(v < 20 for v in seen), seen  # the bar was seen before the end, and moved to the end
+    assert "12 of 12 rows (100%)" in row.inner_text()
+    assert any(v < 12 for v in seen), seen  # the bar was seen before the end, and moved to the end
     shoot(page, "batches-desktop")
 
     with page.expect_download() as result_download:
         page.click("#batch-table >> text=Download CSV")
     result = list(csv.DictReader(io.StringIO(Path(result_download.value.path()).read_text())))
-    assert len(result) == 20
-    assert [r["id"] for r in result] == [str(i) for i in range(20)]
+    assert len(result) == 12
+    assert [r["id"] for r in result] == [str(i) for i in range(12)]
     answer_columns = [c for c in result[0] if c not in ("id", "review")]
     assert answer_columns and all(r[answer_columns[0]] for r in result)
     assert not errors, errors

@@ -24,14 +24,25 @@ class Series:
     values: Sequence[float]
 
 
-def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    exponent = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * exponent:
-            return step * exponent
-    return 10 * exponent
+def _nice_scale(peak: float) -> tuple[float, int]:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) and 3–6 steps that cover ``peak``."""
+    if peak <= 0:
+        return 1.0, 4
+    exponent = 10 ** (math.floor(math.log10(peak)) - 1)
+    while True:
+        for factor in (1, 2, 2.5, 5):
+            step = factor * exponent
+            if peak >= 1 and step < 1:  # counts never need fractional ticks: 5 requests, not 5.25
+                continue
+            steps = math.ceil(peak / step - 1e-9)
+            if steps <= 6:
+                return step, max(steps, 3)
+        exponent *= 10
+
+
+def _figure(title: str, svg: str, kind: str) -> Markup:
+    return Markup(f'<figure class="chart-figure chart-{kind}"><figcaption>{escape(title)}</figcaption>'
+                  f'<div class="chart-scroll">{svg}</div></figure>')
 
 
 def _marker(shape: str, x: float, y: float, colour: str) -> str:
@@ -55,13 +66,14 @@ def line_chart(labels: Sequence[str], series: Sequence[Series], *, title: str,
                width: int = 760, height: int = 280) -> Markup:
     """One line per series over the shared ``labels`` (time buckets, oldest first)."""
     if not labels or not series:
-        return Markup(f'<p class="empty">No data for “{escape(title)}” in this period.</p>')
-    left, right, top, bottom = 64, 12, 16, 48
+        return _figure(title, '<p class="empty">No data in this period.</p>', "line")
+    left, right, top, bottom = 64, 28, 16, 48
     legend_rows = math.ceil(len(series) / 3)
     legend_height = 20 * legend_rows
     plot_w, plot_h = width - left - right, height - top - bottom
     total_h = height + legend_height
-    peak = _nice_max(max((max(s.values, default=0) for s in series), default=0))
+    step, steps = _nice_scale(max((max(s.values, default=0) for s in series), default=0))
+    peak = step * steps
     step_x = plot_w / max(1, len(labels) - 1)
 
     def xy(i: int, v: float) -> tuple[float, float]:
@@ -71,20 +83,22 @@ def line_chart(labels: Sequence[str], series: Sequence[Series], *, title: str,
     parts = [f'<svg class="chart" viewBox="0 0 {width} {total_h}" role="img" aria-label="{escape(title)}" '
              f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif" font-size="12">',
              f"<title>{escape(title)}</title>"]
-    for k in range(5):  # horizontal grid lines with value labels
-        value = peak * k / 4
-        y = top + plot_h - plot_h * k / 4
+    for k in range(steps + 1):  # horizontal grid lines with value labels
+        value = step * k
+        y = top + plot_h - plot_h * k / steps
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ccc" '
                      f'stroke-width="1"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#333">'
                      f"{escape(value_format(value))}</text>")
     every = max(1, math.ceil(len(labels) / 8))  # at most ~8 x labels, always the last one
+    last = len(labels) - 1
     for i, label in enumerate(labels):
-        if i % every and i != len(labels) - 1:
+        if i != last and (i % every or last - i < every * 0.75):  # skip those that would collide with the last
             continue
         x, _ = xy(i, 0)
-        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 18}" text-anchor="middle" fill="#333">'
-                     f"{escape(label)}</text>")
+        anchor = "end" if i == last and len(labels) > 1 else "middle"
+        parts.append(f'<text x="{x + (6 if anchor == "end" else 0):.1f}" y="{top + plot_h + 18}" '
+                     f'text-anchor="{anchor}" fill="#333">{escape(label)}</text>')
     for n, s in enumerate(series):
         colour, dash, shape = COLOURS[n % len(COLOURS)], DASHES[n % len(DASHES)], MARKERS[n % len(MARKERS)]
         points = [xy(i, float(v or 0)) for i, v in enumerate(s.values)]
@@ -104,15 +118,15 @@ def line_chart(labels: Sequence[str], series: Sequence[Series], *, title: str,
                      f'stroke-width="2"{dash_attr}/>' + _marker(shape, lx + 14, ly, colour))
         parts.append(f'<text x="{lx + 34:.1f}" y="{ly + 4:.1f}" fill="#111">{escape(s.name[:28])}</text>')
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return _figure(title, "".join(parts), "line")
 
 
 def bar_chart(items: Sequence[tuple[str, float]], *, title: str,
-              value_format: Callable[[float], str] = lambda v: f"{v:,.0f}", width: int = 760) -> Markup:
+              value_format: Callable[[float], str] = lambda v: f"{v:,.0f}", width: int = 520) -> Markup:
     """Horizontal bars, biggest first as given, each with its label and its value written out."""
     if not items:
-        return Markup(f'<p class="empty">No data for “{escape(title)}” in this period.</p>')
-    label_w, value_w, row_h = 180, 90, 24
+        return _figure(title, '<p class="empty">No data in this period.</p>', "bars")
+    label_w, value_w, row_h = 150, 80, 24
     height = row_h * len(items) + 8
     peak = max((float(v or 0) for _, v in items), default=0) or 1.0
     bar_space = width - label_w - value_w
@@ -129,4 +143,4 @@ def bar_chart(items: Sequence[tuple[str, float]], *, title: str,
         parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" fill="#111">'
                      f"{escape(value_format(float(value or 0)))}</text>")
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return _figure(title, "".join(parts), "bars")

@@ -164,8 +164,9 @@
       var status = row.querySelector(".status");
       if (status && p.status_label) status.textContent = p.status_label;
       row.setAttribute("data-active", p.active ? "true" : "false");
-      // Finished, paused or cancelled: reload once so the row shows its new actions (download…).
-      if (!p.active) setTimeout(function () { window.location.reload(); }, 300);
+      // A new status (running, paused, finished…): reload so the row shows the actions that
+      // now apply (pause, resume, download).
+      if (p.status !== row.getAttribute("data-status")) setTimeout(function () { window.location.reload(); }, 300);
     }
     setTimeout(poll, 1000);
   }
