@@ -184,8 +184,20 @@ def handle_unexpected(error: Exception) -> Response:
                           code="internal_error")
 
 
+def handle_redis_unavailable(error: Exception) -> Response:
+    # Keys, limits and revocations live in Redis: without it llmgate cannot decide safely,
+    # so it answers 503 (retryable) rather than a 500 that reads like a bug.
+    log.error("redis unavailable", extra={"error_type": type(error).__name__})
+    return error_response(503, "A dependency (Redis) is unavailable; retry shortly.", code="service_unavailable",
+                          headers={"Retry-After": "1"})
+
+
 def init_app(app: Flask) -> None:
+    import redis
+
     app.register_error_handler(LLMGateError, handle_domain_error)
+    app.register_error_handler(redis.exceptions.ConnectionError, handle_redis_unavailable)
+    app.register_error_handler(redis.exceptions.TimeoutError, handle_redis_unavailable)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
 
