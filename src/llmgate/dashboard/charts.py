@@ -32,7 +32,7 @@ def _nice_scale(peak: float) -> tuple[float, int]:
     while True:
         for factor in (1, 2, 2.5, 5):
             step = factor * exponent
-            if peak >= 1 and step < 1:  # counts never need fractional ticks: 5 requests, not 5.25
+            if peak >= 1 and step != int(step):  # counts never need fractional ticks: 5 requests, not 2.5
                 continue
             steps = math.ceil(peak / step - 1e-9)
             if steps <= 6:
@@ -62,13 +62,22 @@ def _marker(shape: str, x: float, y: float, colour: str) -> str:
 
 
 def line_chart(labels: Sequence[str], series: Sequence[Series], *, title: str,
-               value_format: Callable[[float], str] = lambda v: f"{v:,.0f}",
-               width: int = 760, height: int = 280) -> Markup:
-    """One line per series over the shared ``labels`` (time buckets, oldest first)."""
+               value_format: Callable[[float], str] = lambda v: f"{v:,.0f}") -> Markup:
+    """One line per series over the shared ``labels`` (time buckets, oldest first).
+
+    Drawn twice — wide, and narrow for phones (CSS shows one) — because a scaled-down wide
+    chart has unreadably small text, and a scrolling one hides the newest values."""
     if not labels or not series:
         return _figure(title, '<p class="empty">No data in this period.</p>', "line")
-    left, right, top, bottom = 64, 28, 16, 48
-    legend_rows = math.ceil(len(series) / 3)
+    wide = _line_svg(labels, series, title, value_format, width=760, max_labels=8, legend_cols=3)
+    narrow = _line_svg(labels, series, title, value_format, width=380, max_labels=4, legend_cols=1)
+    return _figure(title, f'<div class="wide">{wide}</div><div class="narrow">{narrow}</div>', "line")
+
+
+def _line_svg(labels: Sequence[str], series: Sequence[Series], title: str, value_format: Callable[[float], str],
+              *, width: int, max_labels: int, legend_cols: int, height: int = 280) -> str:
+    left, right, top, bottom = 56, 28, 16, 48
+    legend_rows = math.ceil(len(series) / legend_cols)
     legend_height = 20 * legend_rows
     plot_w, plot_h = width - left - right, height - top - bottom
     total_h = height + legend_height
@@ -90,7 +99,7 @@ def line_chart(labels: Sequence[str], series: Sequence[Series], *, title: str,
                      f'stroke-width="1"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#333">'
                      f"{escape(value_format(value))}</text>")
-    every = max(1, math.ceil(len(labels) / 8))  # at most ~8 x labels, always the last one
+    every = max(1, math.ceil(len(labels) / max_labels))  # a few x labels, always the last one
     last = len(labels) - 1
     for i, label in enumerate(labels):
         if i != last and (i % every or last - i < every * 0.75):  # skip those that would collide with the last
@@ -112,21 +121,29 @@ def line_chart(labels: Sequence[str], series: Sequence[Series], *, title: str,
             marker = _marker(shape, x, y, colour) if show_markers else ""
             parts.append(f"<g>{marker}<title>{escape(tip)}</title></g>")
         parts.append("</g>")
-        lx = left + (n % 3) * (plot_w / 3)
-        ly = height + 20 * (n // 3) - 4
+        lx = left + (n % legend_cols) * (plot_w / legend_cols)
+        ly = height + 20 * (n // legend_cols) - 4
         parts.append(f'<line x1="{lx:.1f}" y1="{ly:.1f}" x2="{lx + 28:.1f}" y2="{ly:.1f}" stroke="{colour}" '
                      f'stroke-width="2"{dash_attr}/>' + _marker(shape, lx + 14, ly, colour))
         parts.append(f'<text x="{lx + 34:.1f}" y="{ly + 4:.1f}" fill="#111">{escape(s.name[:28])}</text>')
     parts.append("</svg>")
-    return _figure(title, "".join(parts), "line")
+    return "".join(parts)
 
 
 def bar_chart(items: Sequence[tuple[str, float]], *, title: str,
-              value_format: Callable[[float], str] = lambda v: f"{v:,.0f}", width: int = 520) -> Markup:
-    """Horizontal bars, biggest first as given, each with its label and its value written out."""
+              value_format: Callable[[float], str] = lambda v: f"{v:,.0f}") -> Markup:
+    """Horizontal bars, biggest first as given, each with its label and its value written out
+    (wide and narrow, like :func:`line_chart`)."""
     if not items:
         return _figure(title, '<p class="empty">No data in this period.</p>', "bars")
-    label_w, value_w, row_h = 150, 80, 24
+    wide = _bar_svg(items, title, value_format, width=640, label_w=170)
+    narrow = _bar_svg(items, title, value_format, width=360, label_w=110)
+    return _figure(title, f'<div class="wide">{wide}</div><div class="narrow">{narrow}</div>', "bars")
+
+
+def _bar_svg(items: Sequence[tuple[str, float]], title: str, value_format: Callable[[float], str], *,
+             width: int, label_w: int) -> str:
+    value_w, row_h = 80, 24
     height = row_h * len(items) + 8
     peak = max((float(v or 0) for _, v in items), default=0) or 1.0
     bar_space = width - label_w - value_w
@@ -136,11 +153,11 @@ def bar_chart(items: Sequence[tuple[str, float]], *, title: str,
     for i, (label, value) in enumerate(items):
         y = 4 + i * row_h
         w = max(1.0, bar_space * float(value or 0) / peak)
-        text = escape(str(label)[:26])
+        text = escape(str(label)[: label_w // 7])
         parts.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" fill="#111">{text}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" '
                      f'fill="{COLOURS[0]}"><title>{text}: {escape(value_format(float(value or 0)))}</title></rect>')
         parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" fill="#111">'
                      f"{escape(value_format(float(value or 0)))}</text>")
     parts.append("</svg>")
-    return _figure(title, "".join(parts), "bars")
+    return "".join(parts)
