@@ -12,6 +12,7 @@ gevent workers, and should import as little as possible before they monkey-patch
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import os
 import re
@@ -44,6 +45,7 @@ ROTATE_BACKUPS = 5
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
+@functools.lru_cache(maxsize=1024)  # field names repeat; this runs for each field of each line
 def is_secret_field(name: str) -> bool:
     lowered = name.lower()
     return lowered in SECRET_FIELDS or lowered.endswith(_SECRET_SUFFIXES)
@@ -67,7 +69,8 @@ class LogstashFormatter(JsonFormatter):
         log_record["@timestamp"] = datetime.fromtimestamp(record.created, timezone.utc).isoformat(
             timespec="milliseconds").replace("+00:00", "Z")
         log_record["@version"] = "1"
-        log_record["message"] = scrub_text(record.getMessage())
+        # The base class has just set record.message (getMessage() would format it again).
+        log_record["message"] = scrub_text(record.__dict__.get("message") or record.getMessage())
         log_record["level"] = record.levelname
         log_record["logger_name"] = record.name
         log_record["host"] = self._host
