@@ -39,9 +39,9 @@ def test_spent_budget_pauses_the_batch_and_it_resumes_when_allowed(app_factory, 
     user = make_user("thrifty@example.com", budget_usd=0.000001, budget_period="day")
     client = batch_app.test_client()
     headers = {"Authorization": f"Bearer {make_key(user)[0]}"}
-    batch = create(client, headers, chat_lines(6))
+    batch = create(client, headers, chat_lines(30))  # more rows than one wave of threads
     paused = drain(batch_app, batch["id"], until=("paused",))
-    assert paused.pause_reason.startswith("budget") and paused.completed < 6
+    assert paused.pause_reason.startswith("budget") and paused.completed < 30
     seen = client.get(f"/api/batches/{batch['id']}", headers=headers).get_json()
     assert seen["status"] == "paused" and seen["pause_reason"].startswith("budget")
     with batch_app.app_context():
@@ -49,7 +49,7 @@ def test_spent_budget_pauses_the_batch_and_it_resumes_when_allowed(app_factory, 
     resumer = app_factory(**{k: batch_app.config[k] for k in ("MODELS_FILE", "FILES_DIR")},
                           BATCH_BUDGET_RECHECK_S=0.0)
     final = drain(resumer, batch["id"])
-    assert final.status == "completed" and final.completed == 6 and final.failed == 0
+    assert final.status == "completed" and final.completed == 30 and final.failed == 0
 
 
 class Receiver:
