@@ -479,3 +479,20 @@ def test_metrics_are_recorded(openai_client, fake):
     assert _sample("llmgate_upstream_tokens_total", direction="output", **claude) > tokens_out
     assert _sample("llmgate_time_to_first_token_seconds_count", **claude) == ttft + 1
     assert _sample("llmgate_upstream_in_flight", **claude) == 0
+
+
+def test_each_call_is_settled_once_after_the_answer(openai_client, gateway_app, fake):
+    from llmgate.accounting.gate import STREAM_KEY
+    from llmgate.extensions import get_redis
+
+    openai_client.chat.completions.create(model="gpt", messages=user("one"))
+    openai_client.embeddings.create(model="gpt", input="two")
+    list(openai_client.chat.completions.create(model="claude", messages=user("three"), stream=True))
+    with gateway_app.app_context():
+        redis = get_redis()
+        deadline = time.monotonic() + 5
+        while redis.xlen(STREAM_KEY) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        events = [json.loads(next(iter(fields.values()))) for _, fields in redis.xrange(STREAM_KEY)]
+    assert sorted((e["model"], e["outcome"]) for e in events) == [("claude", "ok"), ("gpt", "ok"), ("gpt", "ok")]
+    assert all(e["input_tokens"] > 0 for e in events)

@@ -92,11 +92,13 @@ def pick(pool: tuple[Deployment, ...], health: Health, *, exclude: set[Deploymen
 
 def route(*, catalog: Catalog, health: Health, policy: RetryPolicy, model: str, principal: Principal,
           request_id: str, call: Callable[[Provider, float], R], estimated_tokens: int = 0,
-          deadline: float | None = None, batch_id: str | None = None, keep_open: bool = False) -> Routed[R]:
+          deadline: float | None = None, batch_id: str | None = None, keep_open: bool = False,
+          stream: bool = False) -> Routed[R]:
     """Run ``call(provider, timeout_s)`` until one deployment answers.
 
-    ``call`` raises ``ProviderError`` on failure. Unless ``keep_open`` (a stream, which the
-    caller finishes when it ends), the winning attempt is settled here with ``result.usage``.
+    ``call`` raises ``ProviderError`` on failure. Unless ``keep_open`` — a stream, finished when
+    it ends, or a whole answer settled after it is sent — the winning attempt is settled here
+    with ``result.usage``. ``stream``: the call returned at the first event (time to first token).
     ``deadline`` is a ``time.monotonic()`` instant covering every attempt and wait.
     Raises the last ``ProviderError``, ``RateLimited``/``QuotaExceeded`` from accounting, or
     ``ServiceUnavailable`` when every deployment is cooling down.
@@ -179,9 +181,9 @@ def route(*, catalog: Catalog, health: Health, policy: RetryPolicy, model: str, 
                 attempt.cancel(Usage())
                 raise
             upstream_s += time.perf_counter() - call_started
-            if keep_open:
+            if stream:
                 attempt.first_byte()
-            else:
+            if not keep_open:
                 attempt.succeed(_usage_of(result))
             return Routed(result, attempt, upstream_s)
     if last_error is not None:

@@ -165,16 +165,33 @@ def _open_stream(provider: Provider, *, client_format: WireFormat, body: dict[st
 
 @dataclass(slots=True)
 class ChatAnswer:
-    """A routed chat call: a whole answer (``result``) or a stream (``stream``)."""
+    """A routed chat call: a whole answer (``result``) or a stream (``stream``).
+
+    With ``settle_later`` the whole answer's attempt is still open: call ``finish()`` once the
+    answer is sent (the views do it when the response closes), so the accounting round trip
+    is not on the caller's clock.
+    """
 
     result: RawResult | None
     stream: StreamReply | None
     upstream_s: float
     headers: dict[str, str]
+    attempt: Attempt | None = None
+    app: Flask | None = None
+
+    def finish(self) -> None:
+        if self.attempt is None or self.attempt.finished or self.result is None:
+            return
+        if has_app_context():
+            self.attempt.succeed(self.result.usage)
+        else:
+            with self.app.app_context():
+                self.attempt.succeed(self.result.usage)
 
 
 def chat(*, principal: Principal, body: dict[str, Any], client_format: WireFormat, request_id: str,
-         batch_id: str | None = None, timeout_s: float | None = None, body_size: int | None = None) -> ChatAnswer:
+         batch_id: str | None = None, timeout_s: float | None = None, body_size: int | None = None,
+         settle_later: bool = False) -> ChatAnswer:
     """One chat request in ``client_format``; ``body`` as the client sent it (already checked)."""
     app = current_app._get_current_object()
     catalog = get_catalog(app)
@@ -185,15 +202,16 @@ def chat(*, principal: Principal, body: dict[str, Any], client_format: WireForma
                   deadline=deadline_after(timeout_s))
     if body.get("stream"):
         routed: Routed[Any] = route(
-            **common, keep_open=True,
+            **common, keep_open=True, stream=True,
             call=lambda provider, timeout: _open_stream(provider, client_format=client_format, body=body,
                                                        timeout=timeout))
         reply, events, first = routed.result
         stream = StreamReply(reply, events, first, routed.attempt, app)
         return ChatAnswer(None, stream, routed.upstream_s, routed.attempt.admission.headers)
-    routed = route(**common, call=lambda provider, timeout: exchange.chat(
+    routed = route(**common, keep_open=settle_later, call=lambda provider, timeout: exchange.chat(
         provider, client_format=client_format, body=body, timeout=timeout))
-    return ChatAnswer(routed.result, None, routed.upstream_s, routed.attempt.admission.headers)
+    return ChatAnswer(routed.result, None, routed.upstream_s, routed.attempt.admission.headers,
+                      routed.attempt if settle_later else None, app)
 
 
 def complete_chat(*, principal: Principal, body: dict[str, Any], request_id: str,
@@ -211,21 +229,26 @@ def complete_chat(*, principal: Principal, body: dict[str, Any], request_id: str
 # --- embeddings -------------------------------------------------------------------------------------
 
 def embeddings(*, principal: Principal, body: dict[str, Any], request_id: str, batch_id: str | None = None,
-               timeout_s: float | None = None, body_size: int | None = None) -> Routed[RawResult]:
+               timeout_s: float | None = None, body_size: int | None = None,
+               settle_later: bool = False) -> ChatAnswer:
+    """Embeddings routed like chat; the answer is a ``ChatAnswer`` with a whole ``result``."""
     app = current_app._get_current_object()
     catalog = get_catalog(app)
     model = body["model"]
     resolve_model(catalog, principal, model)
-    return route(catalog=catalog, health=get_health(app), policy=_policy(app), model=model, principal=principal,
-                 request_id=request_id, batch_id=batch_id, estimated_tokens=estimate_tokens(body, body_size),
-                 deadline=deadline_after(timeout_s),
-                 call=lambda provider, timeout: exchange.embeddings(provider, body=body, timeout=timeout))
+    routed = route(catalog=catalog, health=get_health(app), policy=_policy(app), model=model, principal=principal,
+                   request_id=request_id, batch_id=batch_id, estimated_tokens=estimate_tokens(body, body_size),
+                   deadline=deadline_after(timeout_s), keep_open=settle_later,
+                   call=lambda provider, timeout: exchange.embeddings(provider, body=body, timeout=timeout))
+    return ChatAnswer(routed.result, None, routed.upstream_s, routed.attempt.admission.headers,
+                      routed.attempt if settle_later else None, app)
 
 
 def embed(*, principal: Principal, body: dict[str, Any], request_id: str, batch_id: str | None = None,
           timeout_s: float | None = None) -> dict[str, Any]:
     """An OpenAI-format embeddings body → the OpenAI embeddings response, for batch jobs."""
     check_embeddings_body(body)
-    routed = embeddings(principal=principal, body=body, request_id=request_id, batch_id=batch_id,
+    answer = embeddings(principal=principal, body=body, request_id=request_id, batch_id=batch_id,
                         timeout_s=timeout_s)
-    return json.loads(routed.result.body)
+    assert answer.result is not None
+    return json.loads(answer.result.body)

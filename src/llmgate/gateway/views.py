@@ -76,6 +76,14 @@ def _answer(body: bytes, status: int, headers: dict[str, str]) -> Response:
     return response
 
 
+def _whole(answer: service.ChatAnswer) -> Response:
+    assert answer.result is not None
+    response = _answer(answer.result.body, answer.result.status, answer.headers)
+    # Accounting's settle (a Redis round trip) runs once the answer is on its way, off the caller's clock.
+    response.call_on_close(answer.finish)
+    return response
+
+
 @bp.after_request
 def _stamp_overhead(response: Response) -> Response:
     # For a stream this runs once the first upstream event is in hand: overhead up to the first byte.
@@ -109,15 +117,14 @@ def _chat(client_format: WireFormat) -> Response:
     body, size = _read_body()
     service.check_chat_body(body)
     answer = service.chat(principal=principal, body=body, client_format=client_format,
-                          request_id=g.request_id, timeout_s=_timeout(), body_size=size)
+                          request_id=g.request_id, timeout_s=_timeout(), body_size=size, settle_later=True)
     g.upstream_s = answer.upstream_s
     if answer.stream is not None:
         response = Response(answer.stream, status=200, mimetype="text/event-stream", headers=_STREAM_HEADERS)
         if answer.headers:
             response.headers.update(answer.headers)
         return response
-    assert answer.result is not None
-    return _answer(answer.result.body, answer.result.status, answer.headers)
+    return _whole(answer)
 
 
 @bp.post("/chat/completions")
@@ -135,10 +142,10 @@ def embeddings() -> Response:
     principal = _authenticate()
     body, size = _read_body()
     service.check_embeddings_body(body)
-    routed = service.embeddings(principal=principal, body=body, request_id=g.request_id, timeout_s=_timeout(),
-                                body_size=size)
-    g.upstream_s = routed.upstream_s
-    return _answer(routed.result.body, routed.result.status, routed.attempt.admission.headers)
+    answer = service.embeddings(principal=principal, body=body, request_id=g.request_id, timeout_s=_timeout(),
+                                body_size=size, settle_later=True)
+    g.upstream_s = answer.upstream_s
+    return _whole(answer)
 
 
 # --- models -----------------------------------------------------------------------------------------
