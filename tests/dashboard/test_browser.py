@@ -222,7 +222,7 @@ def test_key_to_sdk_call_to_usage_to_batch_results(chromium, live, worker, upstr
     assert "no_such_column" in page.inner_text("#preview")
     page.fill("textarea[name=template]", "Summarise: {{ review }}")
     page.wait_for_selector("#preview pre")
-    shoot(page, "batch-new-desktop")
+    shoot(page, "batch-preview-desktop")
     page.click("text=Submit batch")
     page.wait_for_url("**/dashboard/batches")
     assert "submitted: 12 rows on fake-mini" in page.inner_text("main")
