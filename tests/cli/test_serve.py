@@ -90,10 +90,15 @@ def test_serve_two_gevent_workers_metrics_logs_and_database(process_env, tmp_pat
         while victim in _live_pids(base) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert victim not in _live_pids(base)
+        # Let the replacement finish booting: gunicorn cannot pass SIGTERM to a worker that has not
+        # installed its handlers yet, and would then wait graceful_timeout before killing it.
+        deadline = time.monotonic() + 30
+        while len(_live_pids(base)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert sum(s.value for s in _samples(base) if s.name == "llmgate_http_requests_total"
                    and s.labels["route"] == "/readyz") == n
     finally:
-        assert stop(server) == 0
+        assert stop(server, timeout=45) == 0
 
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     assert any(r["logger_name"] == "gunicorn.error" and "Booting worker" in r["message"] for r in records)
