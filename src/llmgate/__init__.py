@@ -36,21 +36,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     observability.init_app(app)
 
+    from . import accounting, api, auth, batches, dashboard, gateway
     from . import models  # noqa: F401  (registers every table on db.metadata)
-    from .api import init_app as init_api
-    from .auth.jwt import init_app as init_jwt
 
-    init_jwt(app)
-    init_api(app)
-    for name in ("gateway", "batches", "accounting", "dashboard"):
-        module = _optional_feature(name)
-        if module is not None:
-            module.init_app(app)
+    auth.init_app(app)
+    api.init_app(app)
+    for feature in (gateway, accounting, batches, dashboard):
+        feature.init_app(app)
     return app
-
-
-def _optional_feature(name: str):
-    import importlib
-
-    module = importlib.import_module(f"{__name__}.{name}")
-    return module if hasattr(module, "init_app") else None

@@ -26,12 +26,7 @@ def _unauthorized(message: str, code: str = "unauthorized"):
 
 
 def init_app(app: Flask) -> None:
-    """Set up JWT handling; also registers the auth worker loop (create_app calls only this
-    hook of the auth package)."""
-    from .keys import last_used_flush_loop
-
-    app.extensions.setdefault("llmgate.worker_loops", []).append(last_used_flush_loop)
-
+    """Set up JWT handling: claims, the Redis blocklist and JSON errors."""
     jwt.user_identity_loader(_identity)
     jwt.additional_claims_loader(_claims)
     jwt.token_in_blocklist_loader(lambda _header, payload: tokens.is_revoked(payload))
