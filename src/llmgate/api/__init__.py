@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from flask_restx import Api
 
-from ..errors import LLMGateError, handle_domain_error
+from ..errors import init_api as init_api_errors
 
 AUTHORIZATIONS = {
     "bearer": {
@@ -32,10 +32,7 @@ def build_api(blueprint: Blueprint) -> Api:
         validate=True,
     )
 
-    @api.errorhandler(LLMGateError)
-    def _domain_error(error):  # restx wants (body, status, headers); reuse the app's shape
-        response = handle_domain_error(error)
-        return response.get_json(), response.status_code, dict(response.headers)
+    init_api_errors(api)
 
     from . import namespaces
 
