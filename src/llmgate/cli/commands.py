@@ -8,8 +8,9 @@ def all_commands():
     from .models import models
     from .redis import redis_group
     from .serve import run, serve
-    from .worker import worker
     from .setup import setup
+    from .usage import usage
     from .users import user
+    from .worker import worker
 
-    return [user, key, setup, run, serve, worker, redis_group, models, batch]
+    return [user, key, setup, usage, run, serve, worker, redis_group, models, batch]
