@@ -16,8 +16,9 @@ def _create_app():
     return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=True, load_dotenv=True,
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False, load_dotenv=True,
              set_debug_flag=False, help="llmgate: an LLM gateway and batch service.")
+@click.version_option(package_name="llmgate", message="%(prog)s %(version)s")
 def cli() -> None:
     pass
 
