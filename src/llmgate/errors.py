@@ -217,10 +217,14 @@ def init_api(api: Any) -> None:
         headers = {k: v for k, v in response.headers.items() if k.lower() not in {"content-type", "content-length"}}
         return error.data, response.status_code, headers
 
+    # restx lists each handler under the spec's global ``responses`` with its docstring as the
+    # description, which Swagger 2.0 requires: without one /swagger.json is not a valid spec.
     @api.errorhandler(LLMGateError)
     def _domain_error(error: LLMGateError):
+        """An llmgate error: JSON with message, code and (for 422) errors per field."""
         return as_restx(error, handle_domain_error(error))
 
     @api.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
+        """An HTTP error (404, 405, 413, 415 …) in the same JSON shape."""
         return as_restx(error, handle_http_exception(error))
