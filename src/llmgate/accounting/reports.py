@@ -13,15 +13,20 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import pandas as pd
 import sqlalchemy as sa
+
+# pandas (with numpy and pyarrow, ~90 MB) is imported inside the functions that use it, so
+# that API workers which never touch a table don't carry it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..errors import ValidationError
 from ..extensions import db
 from ..models.api_key import ApiKey
+from ..models.base import is_row_id
 from ..models.usage import NO_KEY, ROLLUP_SUMS, UsageDaily, UsageHourly
 from ..models.user import User
 
@@ -61,11 +66,13 @@ def _parse_moment(value: str, tz: ZoneInfo, *, name: str, is_end: bool) -> datet
             local = datetime.combine(day + timedelta(days=1) if is_end else day, time(), tz)
             return local.astimezone(timezone.utc)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
+        return moment.astimezone(timezone.utc)
     except ValueError:
         raise ValidationError(f"Invalid {name}.", details={name: "must be an ISO 8601 date or date-time"}) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(timezone.utc)
+    except OverflowError:  # the day after 9999-12-31, or a shift to UTC past year 1 or 9999
+        raise ValidationError(f"Invalid {name}.", details={name: "is out of range"}) from None
 
 
 def parse_group_by(value: str | list[str] | tuple[str, ...] | None, *, name: str = "group_by") -> tuple[str, ...]:
@@ -94,7 +101,14 @@ def parse_query(*, start: str | None, end: str | None, tz: str | None = None, gr
     zone = parse_tz(tz)
     now = now or datetime.now(timezone.utc)
     end_at = _parse_moment(end, zone, name="end", is_end=True) if end else now
-    start_at = _parse_moment(start, zone, name="start", is_end=False) if start else end_at - timedelta(days=7)
+    try:
+        start_at = _parse_moment(start, zone, name="start", is_end=False) if start else end_at - timedelta(days=7)
+    except OverflowError:  # the default start, a week before an end in year 1
+        raise ValidationError("Invalid end.", details={"end": "is out of range"}) from None
+    if user_id is not None and not is_row_id(user_id):
+        raise ValidationError("Invalid user_id.", details={"user_id": "must be a positive integer id"})
+    if key_id is not None and key_id != NO_KEY and not is_row_id(key_id):
+        raise ValidationError("Invalid key_id.", details={"key_id": f"must be a key's id ({NO_KEY}: calls without a key)"})
     if end_at <= start_at:
         raise ValidationError("end must be after start.", details={"end": "must be after start"})
     if end_at - start_at > MAX_RANGE:
@@ -153,6 +167,7 @@ def _select(q: ReportQuery):
 
 
 def build_report(q: ReportQuery) -> Report:
+    import pandas as pd
     stmt, daily = _select(q)
     result = db.session.execute(stmt)
     frame = pd.DataFrame(result.all(), columns=list(result.keys()))
@@ -196,6 +211,7 @@ def _as_utc(moment: datetime) -> datetime:
 
 
 def _labels(model, column, ids: pd.Series) -> list[str | None]:
+    import pandas as pd
     wanted = sorted({int(i) for i in ids if i is not None and not pd.isna(i)})
     names = dict(db.session.execute(sa.select(model.id, column).where(model.id.in_(wanted))).all()) if wanted else {}
     return [None if i is None or pd.isna(i) else names.get(int(i)) for i in ids]
@@ -216,6 +232,7 @@ def to_json(report: Report) -> dict[str, Any]:
 
 def to_csv(report: Report) -> str:
     """The rows, then a ``total`` row (first column ``total``, other group columns empty)."""
+    import pandas as pd
     frame = report.rows.copy()
     total = {c: None for c in frame.columns}
     total.update(report.totals)

@@ -18,9 +18,13 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+
+# pandas (with numpy and pyarrow, ~90 MB) is imported inside the functions that use it, so
+# that API workers which never touch a table don't carry it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..errors import BadRequest
 
@@ -57,6 +61,7 @@ def detect_format(filename: str | None, explicit: str | None = None) -> str:
 
 def json_safe(value: Any) -> Any:
     """A cell as JSON can store it (NaN → None, dates → ISO text, bytes → base64)."""
+    import pandas as pd
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
@@ -82,6 +87,7 @@ def json_safe(value: Any) -> Any:
 
 def iter_chunks(path: str | Path, fmt: str, *, chunk_rows: int = 5000) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
     """``(columns, rows)`` chunk after chunk; raises ``TableError`` naming what is wrong."""
+    import pandas as pd
     reader = {"csv": _csv_chunks, "tsv": _csv_chunks, "parquet": _parquet_chunks, "jsonl": _jsonl_chunks,
               "xlsx": _excel_chunks}[fmt]
     try:
@@ -115,6 +121,7 @@ def _check_columns(columns: Sequence[Any]) -> list[str]:
 
 
 def _csv_chunks(path: Path, fmt: str, chunk_rows: int):
+    import pandas as pd
     sep = "\t" if fmt == "tsv" else ","
     # dtype=str + no NA guessing: cells come back exactly as written, the same in every chunk.
     # on_bad_lines="error" and the C parser report the line of a row with too many fields.

@@ -8,10 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, available_timezones
 
-import pandas as pd
+
+# pandas (with numpy and pyarrow, ~90 MB) is imported inside the functions that use it, so
+# that API workers which never touch a table don't carry it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..accounting import reports
 from ..models.user import User
@@ -87,6 +91,7 @@ def time_series(frame: pd.DataFrame, *, bucket: str, buckets: list[str], by: str
                 label_of=lambda v: str(v), limit: int = 8) -> list[Series]:
     """One series per ``by`` value (the biggest ``limit``, the rest summed as "other"), with a
     value for every bucket — zero where nothing happened."""
+    import pandas as pd
     if frame.empty:
         return []
     data = frame.assign(_v=metric_values(frame, metric))
@@ -118,6 +123,7 @@ def day_buckets(start: date, end: date) -> list[str]:
 
 
 def key_label(row: dict[str, Any] | pd.Series) -> str:
+    import pandas as pd
     if row.get("key") is None or pd.isna(row.get("key")):
         return "no key (signed-in calls)"
     return f"{row.get('key_prefix') or row.get('key')}…"
@@ -129,5 +135,6 @@ def table_columns(frame: pd.DataFrame) -> list[tuple[str, str, bool]]:
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    import pandas as pd
     return [{k: (None if (not isinstance(v, str) and pd.isna(v)) else v) for k, v in row.items()}
             for row in frame.to_dict(orient="records")]
