@@ -10,6 +10,14 @@ it runs in a daemon thread inside an app context for as long as the worker lives
 soon after ``stop_event`` is set (wait on it instead of sleeping), and must be safe to run in
 many worker processes at once. A loop that raises, or returns before it is asked to stop, is
 logged and restarted after a back-off.
+
+Metrics: ``llmgate worker`` is always a small supervisor (:func:`supervise`) over its worker
+processes, because prometheus_client must be in multiprocess mode before ``llmgate.metrics`` is
+first imported, and the command line has imported it by the time a command runs. The supervisor
+makes a fresh metrics folder (``llmgate.metrics.WorkerMetricsFolder``), starts each worker with
+``PROMETHEUS_MULTIPROC_DIR`` pointing there, clears the live gauges of a worker that exits, and
+can serve the folder itself (``--metrics-bind``). A worker records the duration and outcome of
+every job it runs (``llmgate_job_duration_seconds``), whatever the job function does.
 """
 from __future__ import annotations
 
@@ -20,11 +28,16 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 from flask import Flask
+from prometheus_client.multiprocess import mark_process_dead
 from rq import Queue, Worker
+from rq.exceptions import InvalidJobOperation
+from rq.job import JobStatus
 
+from . import metrics
 from .extensions import QUEUE_NAMES, db, get_queue, get_redis
 
 log = logging.getLogger(__name__)
@@ -47,28 +60,60 @@ def _drop_inherited_connections(app: Flask) -> None:
 
 
 class AppWorker(Worker):
-    """An RQ worker whose jobs see ``current_app`` and ``db``."""
+    """An RQ worker whose jobs see ``current_app`` and ``db``, and are all measured."""
 
     def __init__(self, *args, app: Flask, **kwargs):
         super().__init__(*args, **kwargs)
         self.app = app
+        self._owner_pid = os.getpid()
+
+    def execute_job(self, job, queue):
+        # Measured here, in the worker, rather than in the horse: a horse that is killed (timeout,
+        # out of memory, `rq` stop command) records nothing, and its job must still be counted.
+        started = time.perf_counter()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            # The horse is gone; its in-flight gauges must not stay in /metrics.
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                mark_process_dead(metrics.horse_identity(self._owner_pid), os.environ["PROMETHEUS_MULTIPROC_DIR"])
+            metrics.JOB_DURATION.labels(_job_name(job), _job_outcome(job)).observe(time.perf_counter() - started)
 
     def main_work_horse(self, job, queue):
-        _drop_inherited_connections(self.app)
+        try:
+            # One set of metric files for all the horses of this worker, not one per job.
+            metrics.use_process_identity(metrics.horse_identity(self._owner_pid))
+            _drop_inherited_connections(self.app)
+        except BaseException:
+            # Returning from here would run the worker's own loop in the horse.
+            log.exception("work horse for job %s could not start", job.id)
+            os._exit(1)
         super().main_work_horse(job, queue)
 
     def perform_job(self, job, queue, execution) -> bool:
-        from .metrics import JOB_DURATION
-
-        started = time.perf_counter()
-        ok = False
         with self.app.app_context():
             try:
-                ok = super().perform_job(job, queue, execution)
-                return ok
+                return super().perform_job(job, queue, execution)
             finally:
                 db.session.remove()
-                JOB_DURATION.labels(job.func_name, "ok" if ok else "failed").observe(time.perf_counter() - started)
+
+
+def _job_name(job) -> str:
+    try:
+        return job.func_name
+    except Exception:  # a job whose data cannot be read still ran (and failed)
+        return "<unknown>"
+
+
+def _job_outcome(job) -> str:
+    try:
+        status = job.get_status(refresh=True)
+    except InvalidJobOperation:
+        return "success"  # deleted as it finished (result_ttl=0); a failed job stays in the failed registry
+    except Exception:
+        log.warning("could not read the status of job %s; counted as a failure", job.id, exc_info=True)
+        return "failure"
+    return "success" if status == JobStatus.FINISHED else "failure"
 
 
 class LoopRunner:
@@ -136,14 +181,26 @@ def run(app: Flask, *, queues: Sequence[str] = QUEUE_NAMES, burst: bool = False,
         loops.stop()
 
 
-def supervise(count: int, child_args: Sequence[str], *, burst: bool = False) -> int:
-    """Run ``count`` worker processes; forward SIGTERM/SIGINT; replace a crashed one (except in burst)."""
+class SupervisorError(RuntimeError):
+    """``llmgate worker`` could not start (its metrics address, its metrics folder)."""
+
+
+def supervise(count: int, child_args: Sequence[str], *, burst: bool = False, metrics_root: Path | None = None,
+              metrics_bind: tuple[str, int] | None = None, metrics_token: str | None = None) -> int:
+    """Run ``count`` worker processes; forward SIGTERM/SIGINT; replace a crashed one (except in burst).
+
+    With ``metrics_root``, the workers run in prometheus_client's multiprocess mode in a fresh folder
+    under it (``llmgate.metrics.WorkerMetricsFolder``); ``metrics_bind`` (host, port) also serves that
+    folder on ``/metrics``, behind ``metrics_token`` when one is given. Returns the first non-zero
+    exit status of a worker, else 0.
+    """
     command = [sys.executable, "-c", "from llmgate.cli import main; main()", *child_args]
     stopping = threading.Event()
     children: dict[int, subprocess.Popen] = {}
+    env = dict(os.environ)
 
     def spawn(slot: int) -> None:
-        children[slot] = subprocess.Popen(command, env={**os.environ, "LLMGATE_WORKER_SLOT": str(slot)})
+        children[slot] = subprocess.Popen(command, env={**env, "LLMGATE_WORKER_SLOT": str(slot)})
 
     def forward(signum, _frame) -> None:
         stopping.set()
@@ -152,10 +209,27 @@ def supervise(count: int, child_args: Sequence[str], *, burst: bool = False) -> 
                 child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    folder: metrics.WorkerMetricsFolder | None = None
+    server = None
     try:
+        if metrics_root is not None:
+            try:
+                folder = metrics.WorkerMetricsFolder.create(metrics_root)
+            except OSError as exc:
+                raise SupervisorError(f"cannot use {metrics_root} for worker metrics: {exc}") from exc
+            # The workers start with it, so prometheus_client is in multiprocess mode before any metric exists.
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(folder.path)
+            if metrics_bind is not None:
+                try:
+                    server = metrics.serve_worker_metrics(*metrics_bind, folder.path, metrics_token)
+                except OSError as exc:
+                    raise SupervisorError(f"cannot serve worker metrics on {metrics_bind[0]}:{metrics_bind[1]}: "
+                                          f"{exc.strerror or exc}") from exc
         for slot in range(count):
-            spawn(slot)
-        log.info("started %d workers", count, extra={"pids": [c.pid for c in children.values()]})
+            if not stopping.is_set():
+                spawn(slot)
+        log.info("started %d workers", len(children), extra={
+            "pids": [c.pid for c in children.values()], "metrics_dir": str(folder.path) if folder else None})
         status = 0
         restarts: dict[int, float] = {}
         while children:
@@ -164,6 +238,8 @@ def supervise(count: int, child_args: Sequence[str], *, burst: bool = False) -> 
                 if code is None:
                     continue
                 del children[slot]
+                if folder is not None:
+                    folder.mark_dead(child.pid)
                 if code != 0:
                     status = status or code
                 if not (stopping.is_set() or burst):
@@ -177,5 +253,18 @@ def supervise(count: int, child_args: Sequence[str], *, burst: bool = False) -> 
             time.sleep(0.2)
         return status
     finally:
+        for child in children.values():  # only when the supervisor itself failed
+            if child.poll() is None:
+                child.terminate()
+        for child in children.values():
+            try:
+                child.wait(LOOP_STOP_TIMEOUT_S + 5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if folder is not None:
+            folder.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

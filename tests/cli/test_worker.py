@@ -32,7 +32,10 @@ def failing_job() -> None:
 
 
 def invoke(app, args):
-    return app.test_cli_runner().invoke(cli, args, obj=ScriptInfo(create_app=lambda: app))
+    """``llmgate worker`` in this process, as one of a supervisor's workers (a plain invocation would
+    start worker processes that build their own app)."""
+    return app.test_cli_runner().invoke(cli, args, obj=ScriptInfo(create_app=lambda: app),
+                                        env={"LLMGATE_WORKER_SLOT": "0"})
 
 
 def test_burst_worker_runs_jobs_in_the_app_context_with_the_database(app):
