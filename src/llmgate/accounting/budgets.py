@@ -11,7 +11,7 @@ from .. import metrics, webhooks
 from ..auth.principal import Budget, Limits, Principal
 from ..extensions import get_queue, get_redis
 from . import periods
-from .gate import spend_key
+from .gate import NANO, spend_key
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,21 @@ def send_budget_webhook(payload: dict[str, Any]) -> int:
                          allowlist=config.get("WEBHOOK_ALLOWLIST", ()), event="budget.soft_limit_reached")
 
 
-def spent(kind: str, owner: str, period: str, now: datetime | None = None) -> float:
+def spent_nano(kind: str, owner: str, period: str, now: datetime | None = None) -> int:
+    """Spend in the period containing ``now``, exactly, in integer nano-USD."""
     value = get_redis().get(spend_key(kind, owner, period, now))
-    return float(value) if value is not None else 0.0
+    return int(value) if value is not None else 0
+
+
+def spent(kind: str, owner: str, period: str, now: datetime | None = None) -> float:
+    return spent_nano(kind, owner, period, now) / NANO
 
 
 def budget_status(kind: str, owner: str, budget: Budget | None, now: datetime | None = None) -> dict[str, Any]:
     """Spend in every period and, when a budget is set, what is left of it and when it resets."""
     now = now or datetime.now(timezone.utc)
-    spend = {period: round(spent(kind, owner, period, now), 6) for period in periods.PERIODS}
+    keys = [spend_key(kind, owner, period, now) for period in periods.PERIODS]
+    spend = {period: round(int(value or 0) / NANO, 6) for period, value in zip(periods.PERIODS, get_redis().mget(keys))}
     status: dict[str, Any] = {"spent_usd": spend, "budget": None}
     if budget is not None:
         resets = periods.period_end(budget.period, now)

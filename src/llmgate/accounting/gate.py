@@ -4,6 +4,10 @@
 slot and budget that applies, all or nothing; ``settle`` is one more that releases, corrects,
 adds spend and appends the usage event to a Redis stream that the drainer writes to the
 database. See docs/accounting.md for the algorithms.
+
+Money in Redis is integer nano-USD (``INCRBY``): exact for every cost ``call_cost`` produces
+(quantised to $0.00000001), and free of ``INCRBYFLOAT``, which crashes Redis < 7.0.8 when
+called from a script (see settle.lua).
 """
 from __future__ import annotations
 
@@ -33,6 +37,9 @@ log = logging.getLogger(__name__)
 
 STREAM_KEY = "llmgate:usage:events"
 _SCRIPTS_KEY = "llmgate.accounting.scripts"
+SPEND_PREFIX = "llmgate:spend-nusd"  # integer nano-USD; the old float counters were "llmgate:spend"
+NANO = 10**9
+_NANO = Decimal(NANO)
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 DEFAULT_LEASE_S = 600
 
@@ -55,6 +62,11 @@ class _Scope:
     def windowed(self) -> bool:
         return self.rpm is not None or self.tpm is not None
 
+    @property
+    def mode(self) -> int:
+        """admit.lua's mode: 0 read for headers only, 1 count and report, 2 count (deployments)."""
+        return 0 if not self.count else 2 if self.kind == "deployment" else 1
+
 
 @dataclass(slots=True)
 class Admission:
@@ -66,7 +78,7 @@ class Admission:
     estimated_tokens: int
     attempt: int
     started_at: datetime
-    token_scopes: tuple[str, ...] = ()  # key bases whose windows hold a reservation
+    token_scopes: tuple[str, ...] = ()  # settle's keys: (window, sum) of every window holding a reservation
     slot_scopes: tuple[str, ...] = ()  # key bases holding a concurrency slot
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
@@ -89,9 +101,8 @@ def _scripts(app: Flask | None = None):
 
 # --- admit --------------------------------------------------------------------------------------
 
-def _scopes(principal: Principal, deployment: Deployment, attempt: int) -> list[_Scope]:
+def _scopes(principal: Principal, deployment: Deployment, first: bool) -> list[_Scope]:
     scopes = []
-    first = attempt == 0
     if principal.key_id is not None:
         lim = principal.key_limits
         if lim.any:
@@ -108,23 +119,50 @@ def _scopes(principal: Principal, deployment: Deployment, attempt: int) -> list[
     return scopes
 
 
-def _budgets(principal: Principal) -> list[tuple[str, str, str, Budget]]:
-    """(kind, owner id, label, budget) for each budget the principal carries."""
-    out = []
-    if principal.key_id is not None and principal.key_budget is not None:
-        out.append(("key", str(principal.key_id), f"key {principal.key_prefix or principal.key_id}",
-                    principal.key_budget))
-    if principal.user_budget is not None:
-        out.append(("user", str(principal.user_id), f"user {principal.email}", principal.user_budget))
-    return out
+def _owner_label(principal: Principal, kind: str) -> str:
+    return f"key {principal.key_prefix or principal.key_id}" if kind == "key" else f"user {principal.email}"
 
 
 def spend_key(kind: str, owner: str, period: str, now: datetime | None = None) -> str:
-    return f"llmgate:spend:{kind}:{owner}:{periods.bucket_id(period, now)}"
+    """The Redis counter of an owner's spend in the period containing ``now``, in integer nano-USD."""
+    return f"{SPEND_PREFIX}:{kind}:{owner}:{periods.bucket_id(period, now)}"
+
+
+def to_nano(usd: float | Decimal | str) -> int:
+    """USD to integer nano-USD, exactly for any decimal with at most 9 places."""
+    return int((Decimal(str(usd)) * _NANO).to_integral_value())
 
 
 def _opt(value: int | None) -> int:
     return -1 if value is None else int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What admit sends and settle needs for one (principal, deployment, first attempt?): built once."""
+
+    scopes: tuple[_Scope, ...]
+    keys: tuple[str, ...]  # 3 per scope: window, token sum, concurrency
+    args: tuple[int, ...]  # 4 per scope: mode, rpm, tpm, max concurrency
+    token_scopes: tuple[str, ...]
+    slot_scopes: tuple[str, ...]
+    headers: bool  # any scope reports x-ratelimit-* headers
+
+
+@lru_cache(maxsize=4096)
+def _plan(principal: Principal, deployment: Deployment, first: bool) -> _Plan:
+    scopes = tuple(_scopes(principal, deployment, first))
+    keys: list[str] = []
+    args: list[int] = []
+    tokens: list[str] = []
+    for s in scopes:
+        keys += [s.base + ":w", s.base + ":s", s.base + ":c"]
+        args += [s.mode, _opt(s.rpm), _opt(s.tpm), _opt(s.max_concurrency)]
+        if s.count and s.windowed:
+            tokens += [s.base + ":w", s.base + ":s"]
+    return _Plan(scopes, tuple(keys), tuple(args), tuple(tokens),
+                 tuple(s.base + ":c" for s in scopes if s.count and s.max_concurrency is not None),
+                 any(s.kind != "deployment" and s.windowed for s in scopes))
 
 
 def admit(*, principal: Principal, deployment: Deployment, estimated_tokens: int, attempt: int,
@@ -138,22 +176,22 @@ def admit(*, principal: Principal, deployment: Deployment, estimated_tokens: int
     started = now or datetime.now(timezone.utc)
     estimated_tokens = max(0, int(estimated_tokens))
     admission = Admission(uuid.uuid4().hex, principal, deployment, estimated_tokens, attempt, started)
-    scopes = _scopes(principal, deployment, attempt)
-    budgets = _budgets(principal) if attempt == 0 else []
-    if not scopes and not budgets:
+    plan = _plan(principal, deployment, attempt == 0)
+    targets = budgets = None
+    if attempt == 0 and (principal.key_budget is not None or principal.user_budget is not None):
+        targets = _spend_targets(principal, started.astimezone(timezone.utc).date())
+        budgets = targets.watched
+    if not plan.scopes and not budgets:
         return admission  # nothing to check: no round trip at all
 
     app = current_app._get_current_object()
     lease_ms = int(app.config.get("CONCURRENCY_LEASE_S", DEFAULT_LEASE_S) * 1000)
-    keys: list[str] = []
+    keys = list(plan.keys)
     args: list[Any] = [int(now.timestamp() * 1000) if now else 0, admission.id, estimated_tokens, lease_ms,
-                       len(scopes), len(budgets)]
-    for s in scopes:
-        keys += [s.base + ":w", s.base + ":t", s.base + ":s", s.base + ":c"]
-        args += [1 if s.count else 0, _opt(s.rpm), _opt(s.tpm), _opt(s.max_concurrency)]
-    for kind, owner, _, budget in budgets:
-        keys.append(spend_key(kind, owner, budget.period, started))
-        args.append(repr(float(budget.limit_usd)))
+                       len(plan.scopes), len(budgets or ()), *plan.args]
+    for w in budgets or ():
+        keys.append(targets.keys[w.index])
+        args.append(w.limit_nano)
     try:
         result = _scripts(app)[0](keys=keys, args=args)
     except _UNAVAILABLE as error:
@@ -163,21 +201,24 @@ def admit(*, principal: Principal, deployment: Deployment, estimated_tokens: int
         raise ServiceUnavailable("Rate limits cannot be checked right now (Redis is unreachable).",
                                  headers={"Retry-After": "1"}) from error
 
-    if int(result[0]) == 0:
-        _refuse(result, scopes, budgets, started)
-    admission.token_scopes = tuple(s.base for s in scopes if s.count and s.windowed)
-    admission.slot_scopes = tuple(s.base for s in scopes if s.count and s.max_concurrency is not None)
-    admission.headers = _headers(scopes, result[2:])
+    if result[0] == 0:
+        _refuse(result, plan.scopes, principal, budgets, started)
+    admission.token_scopes = plan.token_scopes
+    admission.slot_scopes = plan.slot_scopes
+    if plan.headers:
+        admission.headers = _headers(plan.scopes, result)
     return admission
 
 
-def _refuse(result: list, scopes: list[_Scope], budgets: list, started: datetime):
+def _refuse(result: list, scopes: tuple[_Scope, ...], principal: Principal, budgets: tuple | None,
+            started: datetime):
     index, kind, retry_ms = int(result[1]), _text(result[2]), int(result[3])
     if kind == "budget":
-        scope_kind, _, label, budget = budgets[index]
+        scope_kind, budget = budgets[index].kind, budgets[index].budget
+        label = _owner_label(principal, scope_kind)
         metrics.RATE_LIMITED.labels(limit="budget", scope=scope_kind).inc()
         resets = periods.period_end(budget.period, started)
-        spent = float(_text(result[4]))
+        spent = int(result[4]) / NANO
         when = (f"it resets at {resets.strftime('%Y-%m-%dT%H:%M:%SZ')}" if resets
                 else "it is a lifetime budget and does not reset")
         headers = {"Retry-After": str(max(1, math.ceil((resets - started).total_seconds())))} if resets else {}
@@ -214,13 +255,13 @@ def _duration(ms: int) -> str:
     return f"{ms // 60_000}m{(ms % 60_000) / 1000:g}s"
 
 
-def _headers(scopes: list[_Scope], rows: list) -> dict[str, str]:
+def _headers(scopes: tuple[_Scope, ...], result: list) -> dict[str, str]:
     """The x-ratelimit-* headers from the tightest key/user window (deployments are not the caller's)."""
     best_req = best_tok = None
     for i, s in enumerate(scopes):
         if s.kind == "deployment":
             continue
-        count, tokens, reset = int(rows[i * 3]), int(rows[i * 3 + 1]), int(rows[i * 3 + 2])
+        count, tokens, reset = result[1 + i * 3], result[2 + i * 3], result[3 + i * 3]
         if s.rpm is not None and (best_req is None or s.rpm - count < best_req[1]):
             best_req = (s.rpm, s.rpm - count, reset)
         if s.tpm is not None and (best_tok is None or s.tpm - tokens < best_tok[1]):
@@ -255,20 +296,16 @@ def settle(admission: Admission, *, usage: Usage, outcome: str, error_kind: str 
         "batch_id": batch_id, "attempt": admission.attempt,
     }
     payload = json.dumps(event, separators=(",", ":"))
-    spends, watched = _spend_targets(p, admission.started_at)
+    targets = _spend_targets(p, admission.started_at.astimezone(timezone.utc).date())
+    now_s = int(admission.started_at.timestamp())
 
-    keys: list[str] = []
-    for base in admission.token_scopes:
-        keys += (base + ":w", base + ":t", base + ":s")
-    keys += [base + ":c" for base in admission.slot_scopes]
-    keys += [t[0] for t in spends]
-    keys += [w.flag for w in watched]
-    keys.append(STREAM_KEY)
-    args: list[Any] = [admission.id, usage.total_tokens, "" if cost is None else str(cost),
-                       len(admission.token_scopes), len(admission.slot_scopes), len(spends), len(watched), payload]
-    args += [t[1] for t in spends]
-    for w in watched:
-        args += (w.index + 1, w.soft)
+    keys = [*admission.token_scopes, *admission.slot_scopes, *targets.keys]
+    args: list[Any] = [admission.id, admission.estimated_tokens, usage.total_tokens,
+                       -1 if cost is None else int(cost * _NANO), len(admission.token_scopes) // 2,
+                       len(admission.slot_scopes), targets.count, len(targets.watched), payload]
+    # seconds to live, relative to the admission's clock (tests move it), given to a counter when created
+    args += [-1 if at < 0 else max(1, at - now_s) for at in targets.expire_at]
+    args += targets.watch_args
     app = current_app._get_current_object()
     try:
         result = _scripts(app)[1](keys=keys, args=args)
@@ -276,7 +313,7 @@ def settle(admission: Admission, *, usage: Usage, outcome: str, error_kind: str 
         metrics.USAGE_EVENTS_LOST.inc()
         log.error("usage event not recorded: Redis unreachable", extra={"error": str(error), "usage_event": event})
         return
-    _observe(p, d, usage, cost, watched, result, admission.started_at)
+    _observe(p, d, usage, cost, targets.watched, result, admission.started_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,8 +324,19 @@ class _Watched:
     kind: str
     owner: str
     budget: Budget
-    flag: str  # set once per period when the soft limit is crossed
-    soft: float  # -1: no soft limit
+    limit_nano: int
+    remaining: Any  # the llmgate_budget_remaining_usd child (labels() resolved once)
+
+
+@dataclass(frozen=True, slots=True)
+class _Targets:
+    """settle's spend keys and arguments for one principal on one UTC day (cached: only strings)."""
+
+    keys: tuple[str, ...]  # the spend counters, then one alert flag per watched counter
+    count: int  # how many spend counters
+    expire_at: tuple[int, ...]  # per counter: unix time it may expire (-1: never)
+    watched: tuple[_Watched, ...]
+    watch_args: tuple[int, ...]  # per watched: 1-based counter index, soft limit nano-USD (-1: none)
 
 
 @lru_cache(maxsize=8)
@@ -304,30 +352,37 @@ def _buckets(day: date) -> tuple[tuple[str, str, int], ...]:
     return tuple(out)
 
 
-def _spend_targets(p: Principal, now: datetime) -> tuple[list[tuple[str, int]], list[_Watched]]:
-    """Every spend counter to add to — (key, seconds to live, -1: forever) — and those with a budget.
+def _spend_targets(p: Principal, day: date) -> _Targets:
+    """Every spend counter settle adds to, and those with a budget (the gauge and alerts need them).
 
-    TTLs are relative to ``now`` (not absolute times) so that a caller's clock, not Redis's,
-    decides which bucket is current: tests move ``now`` freely.
-
-    Spend is kept for every period, budget or not, so a budget set mid-period starts from the truth.
+    Spend is kept for every period, budget or not, so a budget set mid-period starts from the
+    truth and ``/api/usage/limits`` shows every period; a counter's TTL is set once, when it is
+    created, so the extra periods cost one INCRBY each.
     """
-    owners = [("user", str(p.user_id), p.user_budget)]
-    if p.key_id is not None:
-        owners.insert(0, ("key", str(p.key_id), p.key_budget))
-    spends: list[tuple[str, int]] = []
+    return _targets(p.key_id, p.user_id, p.key_budget, p.user_budget, day)
+
+
+@lru_cache(maxsize=4096)
+def _targets(key_id: int | None, user_id: int, key_budget: Budget | None, user_budget: Budget | None,
+             day: date) -> _Targets:
+    owners = [("user", str(user_id), user_budget)]
+    if key_id is not None:
+        owners.insert(0, ("key", str(key_id), key_budget))
+    keys: list[str] = []
+    flags: list[str] = []
+    expire_at: list[int] = []
     watched: list[_Watched] = []
-    now_s = int(now.timestamp())
-    buckets = _buckets(now.astimezone(timezone.utc).date())
+    watch_args: list[int] = []
     for kind, owner, budget in owners:
-        prefix = f"llmgate:spend:{kind}:{owner}:"
-        for period, bucket, expire_at in buckets:
+        for period, bucket, at in _buckets(day):
             if budget is not None and budget.period == period:
-                soft = -1.0 if budget.soft_limit_usd is None else float(budget.soft_limit_usd)
-                watched.append(_Watched(len(spends), kind, owner, budget,
-                                        f"llmgate:spend-alert:{kind}:{owner}:{bucket}", soft))
-            spends.append((prefix + bucket, -1 if expire_at < 0 else max(1, expire_at - now_s)))
-    return spends, watched
+                watched.append(_Watched(len(keys), kind, owner, budget, to_nano(budget.limit_usd),
+                                        metrics.BUDGET_REMAINING.labels(scope=kind, owner=owner, period=period)))
+                flags.append(f"llmgate:spend-alert:{kind}:{owner}:{bucket}")
+                watch_args += [len(keys) + 1, -1 if budget.soft_limit_usd is None else to_nano(budget.soft_limit_usd)]
+            keys.append(f"{SPEND_PREFIX}:{kind}:{owner}:{bucket}")
+            expire_at.append(at)
+    return _Targets((*keys, *flags, STREAM_KEY), len(keys), tuple(expire_at), tuple(watched), tuple(watch_args))
 
 
 _TOKEN_COUNTERS: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
@@ -344,7 +399,7 @@ def _counters(model: str, key: str):
     return found
 
 
-def _observe(p: Principal, d: Deployment, usage: Usage, cost: Decimal | None, watched: list[_Watched],
+def _observe(p: Principal, d: Deployment, usage: Usage, cost: Decimal | None, watched: tuple[_Watched, ...],
              result: list, started: datetime) -> None:
     tokens_in, tokens_out, spent_usd = _counters(d.name, str(p.key_id) if p.key_id is not None else "jwt")
     if usage.input_tokens:
@@ -354,9 +409,8 @@ def _observe(p: Principal, d: Deployment, usage: Usage, cost: Decimal | None, wa
     if cost:
         spent_usd.inc(float(cost))
     for j, w in enumerate(watched):
-        spent = float(_text(result[j * 2]))
-        metrics.BUDGET_REMAINING.labels(scope=w.kind, owner=w.owner, period=w.budget.period).set(
-            float(w.budget.limit_usd) - spent)
+        spent = int(result[j * 2]) / NANO
+        w.remaining.set(float(w.budget.limit_usd) - spent)
         if int(result[j * 2 + 1]) == 1:
             from .budgets import soft_limit_reached
 
