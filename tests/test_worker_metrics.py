@@ -36,7 +36,7 @@ def failing_job() -> None:
 
 
 def job_count(samples, func: str, outcome: str) -> float:
-    return samples.get((JOB, (("job", f"{HERE}.{func}"), ("origin", "worker"), ("outcome", outcome))), 0.0)
+    return samples.get((JOB, (("origin", "worker"), ("outcome", outcome), ("task", f"{HERE}.{func}"))), 0.0)
 
 
 def parse(text: str) -> dict[tuple[str, tuple], float]:

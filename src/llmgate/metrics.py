@@ -126,7 +126,7 @@ BUDGET_SOFT_LIMIT = Counter(
 # --- Batches ----------------------------------------------------------------------------------
 BATCH_ROWS = Counter("llmgate_batch_rows_total", "Batch rows finished, by outcome.", ["kind", "outcome"])
 BATCHES = Counter("llmgate_batches_total", "Batches that reached a final status.", ["kind", "status"])
-JOB_DURATION = Histogram("llmgate_job_duration_seconds", "Background job duration.", ["job", "outcome"],
+JOB_DURATION = Histogram("llmgate_job_duration_seconds", "Background job duration.", ["task", "outcome"],
                          buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 1800))
 
 # --- Processes --------------------------------------------------------------------------------
