@@ -8,6 +8,7 @@ import anthropic
 
 from llmgate.providers.base import Deployment, Provider, RawResult, RawStream, Usage
 from llmgate.providers.errors import BadRequestError
+from llmgate.providers.http import http_client, tcp_keepalive_options
 from llmgate.providers.sdk_call import SdkErrors, post_json, post_stream
 from llmgate.providers.sse import event_json
 
@@ -47,8 +48,11 @@ class AnthropicProvider(Provider):
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
         # Tracing off: per-call spans are overhead on the hot path; llmgate has its own metrics.
+        # The SDK's own client would set TCP keep-alive probes (a Messages call can be silent for minutes).
+        http = http_client(timeout=deployment.timeout_s, socket_options=tcp_keepalive_options())
         self._client = anthropic.Anthropic(api_key=deployment.api_key, base_url=deployment.api_base or None,
-                                           max_retries=0, timeout=deployment.timeout_s, open_telemetry=False)
+                                           max_retries=0, timeout=deployment.timeout_s, open_telemetry=False,
+                                           http_client=http)
 
     def chat(self, body: dict[str, Any], *, stream: bool, timeout: float | None = None) -> RawResult | RawStream:
         timeout = timeout or self.deployment.timeout_s

@@ -7,6 +7,7 @@ from typing import Any
 import openai
 
 from llmgate.providers.base import Deployment, Provider, RawResult, RawStream, Usage
+from llmgate.providers.http import http_client
 from llmgate.providers.sdk_call import SdkErrors, post_json, post_stream
 from llmgate.providers.sse import event_json
 
@@ -44,7 +45,8 @@ class OpenAIProvider(Provider):
 
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
-        self._client = openai.OpenAI(**self._client_options(deployment))
+        self._client = openai.OpenAI(**self._client_options(deployment),
+                                     http_client=http_client(timeout=deployment.timeout_s))
 
     def _client_options(self, deployment: Deployment) -> dict[str, Any]:
         return {"api_key": deployment.api_key, "base_url": deployment.api_base or None, "max_retries": 0,
