@@ -9,7 +9,7 @@ import anthropic
 from llmgate.providers.base import Deployment, Provider, RawResult, RawStream, Usage
 from llmgate.providers.errors import BadRequestError
 from llmgate.providers.http import http_client, tcp_keepalive_options
-from llmgate.providers.sdk_call import SdkErrors, post_json, post_stream
+from llmgate.providers.sdk_call import Endpoint, SdkErrors, raw_result, raw_stream
 from llmgate.providers.sse import event_json
 
 ANTHROPIC_ERRORS = SdkErrors(status=anthropic.APIStatusError, timeout=anthropic.APITimeoutError,
@@ -53,14 +53,16 @@ class AnthropicProvider(Provider):
         self._client = anthropic.Anthropic(api_key=deployment.api_key, base_url=deployment.api_base or None,
                                            max_retries=0, timeout=deployment.timeout_s, open_telemetry=False,
                                            http_client=http)
+        # Without a key in models.yaml the SDK finds credentials itself (maybe refreshed per call):
+        # only a static key lets its request be built once (sdk_call.Endpoint).
+        self._messages = Endpoint(self._client, "/v1/messages", ANTHROPIC_ERRORS, http=http,
+                                  prepared=deployment.api_key is not None)
 
     def chat(self, body: dict[str, Any], *, stream: bool, timeout: float | None = None) -> RawResult | RawStream:
-        timeout = timeout or self.deployment.timeout_s
+        response = self._messages.post(body, stream=stream, timeout=timeout or self.deployment.timeout_s)
         if stream:
-            return post_stream(self._client, "/v1/messages", body, timeout=timeout, errors=ANTHROPIC_ERRORS,
-                               sniffer=AnthropicUsageSniffer())
-        return post_json(self._client, "/v1/messages", body, timeout=timeout, errors=ANTHROPIC_ERRORS,
-                         read_usage=read_anthropic_usage)
+            return raw_stream(response, AnthropicUsageSniffer())
+        return raw_result(response, read_anthropic_usage)
 
     def embeddings(self, body: dict[str, Any], *, timeout: float | None = None) -> RawResult:
         raise BadRequestError(f"model {self.deployment.name!r} is served by Anthropic, which has no embeddings API")

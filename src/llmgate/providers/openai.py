@@ -8,7 +8,7 @@ import openai
 
 from llmgate.providers.base import Deployment, Provider, RawResult, RawStream, Usage
 from llmgate.providers.http import http_client
-from llmgate.providers.sdk_call import SdkErrors, post_json, post_stream
+from llmgate.providers.sdk_call import Endpoint, SdkErrors, raw_result, raw_stream
 from llmgate.providers.sse import event_json
 
 OPENAI_ERRORS = SdkErrors(status=openai.APIStatusError, timeout=openai.APITimeoutError,
@@ -45,24 +45,27 @@ class OpenAIProvider(Provider):
 
     def __init__(self, deployment: Deployment) -> None:
         super().__init__(deployment)
-        self._client = openai.OpenAI(**self._client_options(deployment),
-                                     http_client=http_client(timeout=deployment.timeout_s))
+        options = self._client_options(deployment)
+        http = http_client(timeout=deployment.timeout_s)
+        self._client = openai.OpenAI(**options, http_client=http)
+        # A key from models.yaml is static: the SDK's request is built once per path (sdk_call.Endpoint).
+        prepared = options.get("api_key") is not None
+        self._chat = Endpoint(self._client, "/chat/completions", OPENAI_ERRORS, http=http, prepared=prepared)
+        self._embeddings = Endpoint(self._client, "/embeddings", OPENAI_ERRORS, http=http, prepared=prepared)
 
     def _client_options(self, deployment: Deployment) -> dict[str, Any]:
         return {"api_key": deployment.api_key, "base_url": deployment.api_base or None, "max_retries": 0,
                 "timeout": deployment.timeout_s}
 
     def chat(self, body: dict[str, Any], *, stream: bool, timeout: float | None = None) -> RawResult | RawStream:
-        timeout = timeout or self.deployment.timeout_s
+        response = self._chat.post(body, stream=stream, timeout=timeout or self.deployment.timeout_s)
         if stream:
-            return post_stream(self._client, "/chat/completions", body, timeout=timeout, errors=OPENAI_ERRORS,
-                               sniffer=OpenAIUsageSniffer())
-        return post_json(self._client, "/chat/completions", body, timeout=timeout, errors=OPENAI_ERRORS,
-                         read_usage=read_openai_usage)
+            return raw_stream(response, OpenAIUsageSniffer())
+        return raw_result(response, read_openai_usage)
 
     def embeddings(self, body: dict[str, Any], *, timeout: float | None = None) -> RawResult:
-        return post_json(self._client, "/embeddings", body, timeout=timeout or self.deployment.timeout_s,
-                         errors=OPENAI_ERRORS, read_usage=read_openai_usage)
+        response = self._embeddings.post(body, stream=False, timeout=timeout or self.deployment.timeout_s)
+        return raw_result(response, read_openai_usage)
 
     def close(self) -> None:
         self._client.close()
