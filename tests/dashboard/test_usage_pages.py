@@ -129,7 +129,7 @@ def test_over_budget_is_said_in_words(app, browser, make_user):
 
     user = make_user("spender@example.com", budget_usd=5.0, budget_period="month")
     with app.app_context():
-        get_redis().set(spend_key("user", str(user.id), "month"), 6.5)
+        get_redis().set(spend_key("user", str(user.id), "month"), 6_500_000_000)  # nano-USD
     browser.sign_in(user)
     page = browser.get("/dashboard/").get_data(as_text=True)
     assert "Over budget:" in page and "$6.50 of your $5.00 month budget" in page
