@@ -4,13 +4,19 @@ This runs on every request, so it does the least it can: a header read, a clock 
 metric updates. The access line is written when the server closes the response, so that its
 duration covers the whole body (streams included); the latency histogram records the time to
 the first byte for streams and the time to the response otherwise.
+
+Per request the hooks read the request and ``g`` through their proxies once (each proxy
+attribute read is a context-variable lookup), take the metric children of (route, method,
+status) from a process-wide cache (``labels()`` validates and hashes its arguments under a
+lock on every call), and draw request ids from ``os.urandom`` (32 hex digits, like the
+``uuid4().hex`` they replace, at a fifth of the cost).
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, urlencode
 
@@ -71,38 +77,59 @@ class _TimeToFirstByte:
             close()
 
 
+def new_request_id() -> str:
+    return os.urandom(16).hex()
+
+
+# (route, method, status) → (requests counter child, latency histogram child). Like the registry,
+# process-wide; bounded by the app's routes × known methods × statuses answered.
+_HTTP_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _http_children(route: str, method: str, status: int) -> tuple[Any, Any]:
+    key = (route, method, status)
+    children = _HTTP_CHILDREN.get(key)
+    if children is None:
+        children = _HTTP_CHILDREN[key] = (metrics.HTTP_REQUESTS.labels(route, method, status),
+                                          metrics.HTTP_LATENCY.labels(route, method, status))
+    return children
+
+
 def _start_request() -> None:
     incoming = request.headers.get(REQUEST_ID_HEADER)
-    rid = incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-    g.request_id = rid
-    g.request_started = time.perf_counter()
+    rid = incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else new_request_id()
+    ctx = g._get_current_object()  # one proxy lookup, not one per attribute
+    ctx.request_id = rid
+    ctx.request_started = time.perf_counter()
     request_id_var.set(rid)
     metrics.HTTP_IN_FLIGHT.inc()
 
 
 def _finish_request(response: Response) -> Response:
-    started = g.get("request_started")
+    ctx = g._get_current_object()
+    started = ctx.get("request_started")
     if started is None:  # our before_request never ran (another hook failed first): nothing to close
         return response
-    rid = g.request_id
+    req = request._get_current_object()
+    rid = ctx.request_id
     response.headers["x-request-id"] = rid
-    rule = request.url_rule
+    rule = req.url_rule
     route = rule.rule if rule is not None else UNMATCHED_ROUTE
-    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+    method = req.method if req.method in _KNOWN_METHODS else "OTHER"
     status = response.status_code
-    metrics.HTTP_REQUESTS.labels(route, method, status).inc()
-    latency = metrics.HTTP_LATENCY.labels(route, method, status)
+    requests_total, latency = _http_children(route, method, status)
+    requests_total.inc()
 
     fields: dict[str, Any] | None = None
     if access_log.isEnabledFor(logging.INFO):
-        principal = g.get("principal")
+        principal = ctx.get("principal")
         fields = {
-            "request_id": rid, "method": request.method, "path": request.path, "route": route, "status": status,
-            "remote_addr": request.remote_addr,
+            "request_id": rid, "method": req.method, "path": req.path, "route": route, "status": status,
+            "remote_addr": req.remote_addr,
             "user_id": getattr(principal, "user_id", None), "key_id": getattr(principal, "key_id", None),
         }
-        if request.query_string:
-            fields["query"] = scrub_query(request.query_string)
+        if req.query_string:
+            fields["query"] = scrub_query(req.query_string)
 
     streamed = response.is_streamed and not response.direct_passthrough
     first_byte: list[float] = []
