@@ -245,8 +245,6 @@ def test_timeout_header_must_be_a_positive_number(raw_client):
 # Upstream status → what the SDKs raise. Retryable ones are failed on every attempt (3, with retries).
 UPSTREAM_ERRORS = [
     (400, openai.BadRequestError, anthropic.BadRequestError, 1),
-    (401, openai.AuthenticationError, anthropic.AuthenticationError, 1),
-    (403, openai.PermissionDeniedError, anthropic.PermissionDeniedError, 1),
     (404, openai.NotFoundError, anthropic.NotFoundError, 1),
     (429, openai.RateLimitError, anthropic.RateLimitError, 3),
     (500, openai.InternalServerError, anthropic.InternalServerError, 3),
@@ -265,6 +263,20 @@ def test_upstream_errors_map_to_sdk_exceptions(openai_client, anthropic_client, 
     fake.script(status=status, message=f"scripted {status}", times=attempts)
     with pytest.raises(anthropic_error):
         anthropic_client.messages.create(model="claude", max_tokens=5, messages=user("x"))
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_upstream_refusing_llmgates_credentials_is_a_502_that_hides_the_upstream_message(
+        openai_client, anthropic_client, fake, status, caplog):
+    fake.script(status=status, message="Incorrect API key provided: sk-proj-****abcd", times=2)
+    with pytest.raises(openai.InternalServerError) as raised:
+        openai_client.chat.completions.create(model="gpt", messages=user("x"))
+    assert raised.value.status_code == 502 and "api_key in models.yaml" in raised.value.message
+    assert "sk-proj" not in raised.value.message and len(fake.requests) == 1  # not retried
+    with pytest.raises(anthropic.InternalServerError):
+        anthropic_client.messages.create(model="claude", max_tokens=5, messages=user("x"))
+    said = [r.upstream_message for r in caplog.records if hasattr(r, "upstream_message")]
+    assert said and said[0] == "Incorrect API key provided: sk-proj-****abcd"  # the operator sees it
 
 
 def test_context_too_long_maps_to_bad_request(openai_client, fake):

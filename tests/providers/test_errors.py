@@ -8,8 +8,8 @@ from llmgate.providers import errors
 
 
 @pytest.mark.parametrize(("status", "cls", "answer"), [
-    (400, errors.BadRequestError, 400), (401, errors.AuthenticationError, 401),
-    (403, errors.PermissionDeniedError, 403), (404, errors.NotFoundError, 404),
+    (400, errors.BadRequestError, 400), (401, errors.AuthenticationError, 502),
+    (403, errors.PermissionDeniedError, 502), (404, errors.NotFoundError, 404),
     (408, errors.UpstreamTimeout, 504), (409, errors.UpstreamServerError, 502),
     (413, errors.ContextTooLongError, 413), (422, errors.BadRequestError, 422),
     (429, errors.RateLimitedError, 429), (500, errors.UpstreamServerError, 502),

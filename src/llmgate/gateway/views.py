@@ -8,6 +8,7 @@ once, call the service, answer its bytes. Errors come back in the caller's forma
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from datetime import datetime, timezone
@@ -24,13 +25,19 @@ from llmgate.providers.base import WireFormat
 from llmgate.providers.errors import ProviderError
 
 bp = Blueprint("v1_gateway", __name__, url_prefix="/v1")
+log = logging.getLogger(__name__)
 
 TIMEOUT_HEADER = "x-llmgate-timeout"
 OVERHEAD_HEADER = "x-llmgate-overhead-ms"
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # OpenAI's error codes for the vocabulary's kinds where they differ from the kind's name.
 _OPENAI_CODES = {"rate_limited": "rate_limit_exceeded", "context_too_long": "context_length_exceeded",
-                 "not_found": "model_not_found", "authentication": "invalid_api_key"}
+                 "not_found": "model_not_found", "authentication": "upstream_authentication_failed",
+                 "permission": "upstream_permission_denied"}
+# Kinds whose upstream message describes llmgate's provider credentials (providers quote part of
+# the key): the caller gets a fixed message, the operator the upstream's in the log.
+_CREDENTIAL_KINDS = {"authentication": "rejected llmgate's credentials",
+                     "permission": "refused llmgate's credentials access"}
 
 
 # --- plumbing ---------------------------------------------------------------------------------------
@@ -103,10 +110,17 @@ def _domain_error(error: LLMGateError) -> Response:
 @bp.errorhandler(ProviderError)
 def _provider_error(error: ProviderError) -> Response:
     headers = {}
+    message = error.message
+    if error.kind in _CREDENTIAL_KINDS and error.upstream_status is not None:
+        log.error("upstream refused llmgate's provider credentials",
+                  extra={"error_kind": error.kind, "upstream_status": error.upstream_status,
+                         "upstream_message": error.message})
+        message = (f"The upstream provider {_CREDENTIAL_KINDS[error.kind]} for this model "
+                   f"(HTTP {error.upstream_status}); an administrator must fix its api_key in models.yaml.")
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
         headers["retry-after-ms"] = str(int(error.retry_after * 1000))
-    return error_response(error.status, error.message, code=_OPENAI_CODES.get(error.kind, error.kind),
+    return error_response(error.status, message, code=_OPENAI_CODES.get(error.kind, error.kind),
                           headers=headers, family=_family())
 
 

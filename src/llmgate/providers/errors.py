@@ -39,12 +39,14 @@ class ProviderError(Exception):
         return f"{type(self).__name__}({self.message!r}, status={self.status}, retry_after={self.retry_after})"
 
 
+# The provider refusing llmgate's own credentials is the gateway's misconfiguration, not the
+# caller's: answering 401/403 would make the caller's SDK report *their* llmgate key as bad.
 class AuthenticationError(ProviderError):
-    kind, default_status = "authentication", 401
+    kind, default_status = "authentication", 502
 
 
 class PermissionDeniedError(ProviderError):
-    kind, default_status = "permission", 403
+    kind, default_status = "permission", 502
 
 
 class NotFoundError(ProviderError):
