@@ -4,6 +4,9 @@ Swagger UI is served at ``/docs`` and the Swagger 2.0 spec at ``/swagger.json``.
 """
 from __future__ import annotations
 
+import copy
+from functools import cached_property
+
 from flask import Blueprint, Flask
 from flask_restx import Api
 
@@ -19,8 +22,29 @@ AUTHORIZATIONS = {
 }
 
 
+class LLMGateApi(Api):
+    """restx's ``Api``, with the spec saying that optional properties may be ``null``.
+
+    That holds both ways: ``marshal`` writes ``null`` for an optional field the object lacks
+    (a key that never expires, a user with no rpm limit), and ``payload.json_body`` accepts
+    ``null`` for an optional input field (meaning "unset"). Swagger 2.0 has no ``nullable``;
+    its conventional extension ``x-nullable`` is what schemathesis and client generators read.
+    """
+
+    @cached_property
+    def __schema__(self):
+        # A copy: restx builds the definitions from the fields' own (cached, shared) schemas.
+        schema = copy.deepcopy(super().__schema__)
+        for definition in schema.get("definitions", {}).values():
+            required = set(definition.get("required", []))
+            for name, prop in definition.get("properties", {}).items():
+                if name not in required:
+                    prop["x-nullable"] = True
+        return schema
+
+
 def build_api(blueprint: Blueprint) -> Api:
-    api = Api(
+    api = LLMGateApi(
         blueprint,
         title="llmgate API",
         version="1",
