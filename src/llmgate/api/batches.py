@@ -12,7 +12,7 @@ from flask import current_app, request
 from flask_restx import Namespace, Resource, fields
 
 from ..auth.decorators import current_principal, login_required
-from ..batches import links, service, tabular
+from ..batches import downloads, links, service, tables, tabular
 from ..errors import BadRequest, ValidationError
 from .schemas import document_errors, error_model
 
@@ -49,6 +49,21 @@ batch_model = ns.model("Batch", {
     "progress": fields.Nested(progress_model),
 })
 link_model = ns.model("DownloadLink", {"url": fields.String, "format": fields.String, "expires_in": fields.Integer})
+batch_page = ns.model("BatchPage", {
+    "data": fields.List(fields.Nested(batch_model), required=True),
+    "has_more": fields.Boolean(required=True),
+})
+dry_run_result = ns.model("TabularBatchPreview", {
+    "format": fields.String(required=True), "model": fields.String(required=True),
+    "columns": fields.List(fields.String, required=True), "rows": fields.Integer(required=True),
+    "prompts": fields.List(fields.Raw, required=True, description="The first rows' messages: {row, messages}"),
+    "render_errors": fields.List(fields.Raw, required=True, description="{row, error} for rows the template fails on"),
+    "estimate": fields.Nested(ns.model("TabularBatchEstimate", {
+        "input_tokens": fields.Integer(required=True), "output_tokens_max": fields.Integer(required=True),
+        "cost_usd_max": fields.Float(description="null: the model has no price in models.yaml"),
+        "method": fields.String,
+    }), required=True),
+})
 
 
 def batch_view(batch) -> dict[str, Any]:
@@ -71,7 +86,9 @@ def _inputs() -> tuple[dict[str, Any], Any]:
 class BatchList(Resource):
     @ns.doc(params={"after": "Cursor: a batch id", "limit": "1-100 (default 20)", "kind": "openai | tabular",
                     "all": "Admins: every user's batches"})
+    @ns.response(200, "A page of batches", batch_page)
     @document_errors(ns, _error, 401, 422)
+    @ns.response(404, "The batch named by after does not exist (or is not yours)", _error)
     @login_required
     def get(self):
         """My batches, newest first, with progress."""
@@ -113,6 +130,7 @@ def _metadata(value: Any) -> Any:
 @ns.route("/dry-run")
 class DryRun(Resource):
     @ns.expect(dry_run_model, validate=False)
+    @ns.response(200, "The preview and estimate", dry_run_result)
     @document_errors(ns, _error, 400, 401, 404, 415, 422)
     @ns.response(413, "The upload is larger than MAX_UPLOAD_BYTES", _error)
     @login_required
@@ -158,6 +176,19 @@ for _name in ("cancel", "pause", "resume"):
     _action(_name)
 
 
+@ns.route("/download/<string:token>", endpoint="batches_download")
+@ns.param("token", "The signed token in the url from GET /api/batches/{batch_id}/download")
+class SignedDownload(Resource):
+    @ns.doc(security=[])
+    @ns.produces([*sorted(set(tables.MEDIA_TYPES.values())), "application/json"])  # JSON: the errors
+    @ns.response(200, "The result table, as an attachment")
+    @ns.response(403, "The link is not valid or has expired", _error)
+    @ns.response(404, "The batch is gone, or has no result table", _error)
+    def get(self, token: str):
+        """Download a result table through a signed link: no login, the link is the permission."""
+        return downloads.send_result(token)
+
+
 @ns.route("/<string:batch_id>/download")
 class DownloadLink(Resource):
     @ns.doc(params={"format": "csv (default), tsv, parquet, jsonl or xlsx"})
@@ -167,7 +198,10 @@ class DownloadLink(Resource):
     def get(self, batch_id: str):
         """A signed, time-limited link to the result table."""
         batch = service.get(principal=current_principal(), batch_id=batch_id)
-        fmt = request.args.get("format", "csv")
+        try:
+            fmt = tables.detect_format(None, request.args.get("format") or "csv")
+        except tables.TableError as error:  # a 400 for an uploaded file; here a query parameter is wrong
+            raise ValidationError(error.message, details={"format": f"choose from {', '.join(tables.FORMATS)}"}) from None
         if batch.kind != "tabular":
             raise ValidationError("OpenAI-style batches have output files: GET /v1/files/<id>/content.",
                                   details={"batch_id": "not a tabular batch"})

@@ -1,17 +1,19 @@
-"""The target of signed download links: no login, the link's signature is the permission."""
+"""The target of signed download links: no login, the link's signature is the permission.
+
+Served by ``GET /api/batches/download/<token>`` (``llmgate.api.batches``), so the route is in
+the REST API's spec with the rest of ``/api``.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, send_file
+from flask import Response, send_file
 
 from ..extensions import db
 from ..models.file import StoredFile
 from . import links, storage, tables, tabular
 
-bp = Blueprint("batches_download", __name__)
 
-
-@bp.get("/api/batches/download/<token>")
-def download(token: str):
+def send_result(token: str) -> Response:
+    """The result table the token names, as an attachment (403 bad or expired link, 404 gone)."""
     batch, fmt = links.resolve(token)
     file_id = tabular.result_file(batch=batch, fmt=fmt)
     row = db.session.get(StoredFile, file_id)

@@ -32,7 +32,7 @@ def make_token(batch: Batch, fmt: str) -> str:
 
 def download_link(batch: Batch, fmt: str, *, external: bool = True) -> dict[str, Any]:
     token = make_token(batch, fmt)
-    url = url_for("batches_download.download", token=token, _external=external)
+    url = url_for("api.batches_download", token=token, _external=external)
     return {"url": url, "format": tables.detect_format(None, fmt), "expires_in": ttl_seconds()}
 
 
