@@ -2,8 +2,9 @@
 
 restx's own validation answers ``{"errors", "message"}`` without a ``code``; this raises
 ``llmgate.errors`` instead, so a bad body is a 415 (not JSON), 400 (not an object) or 422
-naming each field and why. Optional fields may be ``null`` (meaning "unset" / "clear"); the
-services decide whether null makes sense for a given field.
+naming each field and why (text with a NUL character, which PostgreSQL cannot store, is a 422
+too). Optional fields may be ``null`` (meaning "unset" / "clear"); the services decide whether
+null makes sense for a given field.
 """
 from __future__ import annotations
 
@@ -63,6 +64,21 @@ def _why(error) -> str:
     return error.message
 
 
+def _nul_fields(value: Any, path: str = "") -> list[str]:
+    """Where ``value`` holds text with a NUL character, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return [path or "body"] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            found += [name] if "\x00" in str(key) else _nul_fields(item, name)
+        return found
+    if isinstance(value, list):
+        return [field for index, item in enumerate(value) for field in _nul_fields(item, f"{path}.{index}")]
+    return []
+
+
 def json_body(model: Model | None = None, *, optional: bool = False) -> dict[str, Any]:
     """The request's JSON object, checked against ``model`` when given."""
     if not request.get_data(cache=True):
@@ -77,6 +93,10 @@ def json_body(model: Model | None = None, *, optional: bool = False) -> dict[str
         raise BadRequest("The body is not valid JSON.", details={"body": "is not valid JSON"})
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.", details={"body": "must be an object"})
+    nul = _nul_fields(body)
+    if nul:
+        raise ValidationError("Text may not contain NUL characters (\\u0000).",
+                              details={field: "must not contain NUL characters" for field in nul})
     if model is not None:
         errors = {}
         for error in sorted(_validator(model).iter_errors(body), key=lambda e: list(e.path)):

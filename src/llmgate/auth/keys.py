@@ -18,7 +18,7 @@ from sqlalchemy import select
 from ..errors import NotFound, ValidationError
 from ..extensions import db, get_redis
 from ..models.api_key import ApiKey
-from ..models.base import utcnow
+from ..models.base import is_row_id, utcnow
 from ..models.user import User
 from . import principal_cache
 from .limits_fields import apply_limits
@@ -61,8 +61,8 @@ def parse_duration(text: str, *, field: str = "expires_in") -> timedelta:
 def _clean_name(name: Any) -> str:
     if name is None:
         return ""
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
-        raise ValidationError("Invalid key name.", details={"name": f"must be a string of at most {MAX_NAME_LENGTH} characters"})
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or "\x00" in name:  # PostgreSQL refuses NUL
+        raise ValidationError("Invalid key name.", details={"name": f"must be text of at most {MAX_NAME_LENGTH} characters, without NUL"})
     return name.strip()
 
 
@@ -72,7 +72,7 @@ def _clean_models(models: Any) -> list[str] | None:
     if isinstance(models, str):
         models = [m for m in (part.strip() for part in models.split(",")) if m]
     if (not isinstance(models, (list, tuple)) or len(models) > MAX_MODELS
-            or not all(isinstance(m, str) and 0 < len(m) <= MAX_MODEL_NAME_LENGTH for m in models)):
+            or not all(isinstance(m, str) and 0 < len(m) <= MAX_MODEL_NAME_LENGTH and "\x00" not in m for m in models)):
         raise ValidationError("Invalid model list.", details={"models": "must be a list of model names, or null for every model"})
     return sorted(set(models))
 
@@ -110,6 +110,8 @@ def create_key(*, user: User, name: str | None = None, models: Iterable[str] | s
 def list_keys(*, user_id: int | None = None) -> list[ApiKey]:
     """Keys of one user, or of everyone when ``user_id`` is None (callers check who may ask)."""
     flush_last_used()
+    if user_id is not None and not is_row_id(user_id):
+        return []
     query = select(ApiKey).order_by(ApiKey.id)
     if user_id is not None:
         query = query.where(ApiKey.user_id == user_id)
@@ -118,7 +120,7 @@ def list_keys(*, user_id: int | None = None) -> list[ApiKey]:
 
 def get_key(*, key_id: int, viewer: Principal | None = None) -> ApiKey:
     """The key ``key_id``; members asking for another user's key get the same 404 as for none."""
-    key = db.session.get(ApiKey, key_id)
+    key = db.session.get(ApiKey, key_id) if is_row_id(key_id) else None
     if key is None or (viewer is not None and not viewer.is_admin and key.user_id != viewer.user_id):
         raise NotFound(f"No API key {key_id}.")
     return key

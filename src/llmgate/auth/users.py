@@ -9,15 +9,16 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, NotFound, Unauthorized, ValidationError
 from ..extensions import db
-from ..models.base import utcnow
+from ..models.base import is_row_id, utcnow
 from ..models.user import ROLES, User
 from . import login_limits, passwords, principal_cache
 from .limits_fields import apply_limits
 
 MAX_EMAIL_LENGTH = 254
 # Deliberately loose: one @, something on each side, a dot in the domain — or a bare host
-# such as "localhost" (the first admin is admin@localhost).
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# such as "localhost" (the first admin is admin@localhost). No control characters: PostgreSQL
+# cannot store NUL, and no mailbox has one.
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
 
 
 def normalise_email(email: Any, *, field: str = "email") -> str:
@@ -57,14 +58,17 @@ def list_users() -> list[User]:
 
 
 def get_user(*, user_id: int) -> User:
-    user = db.session.get(User, user_id)
+    user = db.session.get(User, user_id) if is_row_id(user_id) else None
     if user is None:
         raise NotFound(f"No user {user_id}.")
     return user
 
 
 def get_user_by_email(*, email: str) -> User | None:
-    return db.session.execute(select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
+    email = email.strip().lower()
+    if not _EMAIL.match(email):  # no user has it; and text with NUL would fail the query on PostgreSQL
+        return None
+    return db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
 
 
 def require_user_by_email(*, email: str) -> User:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from ..auth.principal import Principal
 from ..errors import Conflict, NotFound, ValidationError
 from ..extensions import db
+from ..models.base import is_row_id
 from ..models.batch import FINAL_STATUSES, Batch
 from ..models.file import PURPOSES, StoredFile, new_file_id
 from . import storage
@@ -22,7 +23,9 @@ MAX_LIST = 10_000
 
 
 def _clean_filename(filename: str | None) -> str:
-    name = Path((filename or "upload").replace("\\", "/")).name.strip() or "upload"
+    # No control characters: they are no use in a name, and PostgreSQL cannot store NUL.
+    name = "".join(c for c in (filename or "upload") if c >= " " and c != "\x7f")
+    name = Path(name.replace("\\", "/")).name.strip() or "upload"
     return name[:255]
 
 
@@ -59,7 +62,7 @@ def upload(*, principal: Principal, stream: BinaryIO, filename: str | None, purp
 
 
 def get(*, principal: Principal, file_id: str) -> StoredFile:
-    row = db.session.get(StoredFile, file_id) if isinstance(file_id, str) else None
+    row = db.session.get(StoredFile, file_id) if isinstance(file_id, str) and is_row_id(file_id) else None
     if row is None or row.user_id != principal.user_id:
         raise NotFound(f"No such File object: {file_id}", code="file_not_found", param="file_id")
     return row
@@ -68,6 +71,9 @@ def get(*, principal: Principal, file_id: str) -> StoredFile:
 def list_files(*, principal: Principal, purpose: str | None = None, limit: int = 10_000, after: str | None = None,
                order: str = "desc") -> list[StoredFile]:
     query = select(StoredFile).where(StoredFile.user_id == principal.user_id)
+    if purpose and purpose not in PURPOSES:
+        raise ValidationError(f"purpose must be one of {', '.join(PURPOSES)}.", details={"purpose": "invalid"},
+                              param="purpose")
     if purpose:
         query = query.where(StoredFile.purpose == purpose)
     newest_first = order != "asc"

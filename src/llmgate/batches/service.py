@@ -14,8 +14,8 @@ from sqlalchemy import select
 from ..auth.principal import Principal
 from ..errors import NotFound, ValidationError
 from ..extensions import db
-from ..models.base import utcnow
-from ..models.batch import Batch
+from ..models.base import is_row_id, utcnow
+from ..models.batch import KINDS, Batch
 from . import control, dispatch, files, ingest, lifecycle, webhook
 from .rows import ENDPOINTS
 
@@ -66,7 +66,7 @@ def create_openai_batch(*, principal: Principal, input_file_id: Any, endpoint: A
 
 
 def get(*, principal: Principal, batch_id: str) -> Batch:
-    batch = db.session.get(Batch, batch_id) if isinstance(batch_id, str) else None
+    batch = db.session.get(Batch, batch_id) if isinstance(batch_id, str) and is_row_id(batch_id) else None
     if batch is None or (batch.user_id != principal.user_id and not principal.is_admin):
         raise NotFound(f"No batch found with id '{batch_id}'.", code="batch_not_found", param="batch_id")
     return batch
@@ -76,6 +76,8 @@ def list_batches(*, principal: Principal, after: str | None = None, limit: int =
                  everyone: bool = False) -> tuple[list[Batch], bool]:
     """Newest first; ``(page, has_more)``. ``everyone`` lists all users' batches (admins only)."""
     limit = max(1, min(int(limit), 100))
+    if kind and kind not in KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(KINDS)}.", details={"kind": "invalid"}, param="kind")
     query = select(Batch)
     if not (everyone and principal.is_admin):
         query = query.where(Batch.user_id == principal.user_id)

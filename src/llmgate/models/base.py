@@ -7,6 +7,21 @@ from sqlalchemy import DateTime, TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column
 
 
+# Numeric ids (users, keys, and the user/key columns that refer to them) are INTEGER columns:
+# 32-bit on PostgreSQL, 64-bit on SQLite. A number outside that range names no row, but comparing
+# one with such a column is not harmless: PostgreSQL answers "integer out of range" and SQLite's
+# driver raises OverflowError, instead of matching nothing. Likewise text with a NUL character
+# (PostgreSQL refuses it). Check what a caller sent with is_row_id before querying with it.
+MAX_ROW_ID = 2**31 - 1
+
+
+def is_row_id(value: object) -> bool:
+    """Whether ``value`` could be a row's id (an int in range, or text without NUL): safe to look up."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
