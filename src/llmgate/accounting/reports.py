@@ -105,6 +105,8 @@ def parse_query(*, start: str | None, end: str | None, tz: str | None = None, gr
         start_at = _parse_moment(start, zone, name="start", is_end=False) if start else end_at - timedelta(days=7)
     except OverflowError:  # the default start, a week before an end in year 1
         raise ValidationError("Invalid end.", details={"end": "is out of range"}) from None
+    if model is not None and "\x00" in model:  # no model has one, and PostgreSQL refuses it in a query
+        raise ValidationError("Invalid model.", details={"model": "must not contain NUL characters"})
     if user_id is not None and not is_row_id(user_id):
         raise ValidationError("Invalid user_id.", details={"user_id": "must be a positive integer id"})
     if key_id is not None and key_id != NO_KEY and not is_row_id(key_id):
