@@ -2,7 +2,9 @@
 
 ``llmgate worker`` runs :func:`run` (one worker process) or :func:`supervise` (``--count N``).
 Each job runs in a work horse forked by RQ, inside ``app.app_context()``; the horse drops the
-database connections it inherited, so no connection is ever used by two processes.
+database connections it inherited, so no connection is ever used by two processes. Before the
+first fork the worker imports what jobs need (:func:`preload`: the provider SDKs of models.yaml,
+the batch jobs, pandas), so horses inherit those modules instead of importing them per job.
 
 A feature that needs a loop beside the jobs (the usage drainer, the batch supervisor) registers
 it in its ``init_app`` with :func:`register_worker_loop`. A loop is ``fn(app, stop_event)``:
@@ -157,6 +159,51 @@ class LoopRunner:
                 log.warning("worker loop thread %s did not stop within %.0fs", thread.name, timeout)
 
 
+# Modules every job needs (or most: ingest and finalize read and write tables), imported once in the
+# worker so each work horse inherits them at fork instead of importing them again: the openai SDK
+# alone took ~1.4 s per horse, i.e. per 500-row chunk (docs/benchmarks.md, "Batches").
+PRELOAD_MODULES = ("llmgate.batches.jobs", "llmgate.accounting.drain", "openai", "anthropic", "pandas")
+
+
+def preload(app: Flask) -> list[str]:
+    """Import what jobs need before RQ forks work horses; the names that could not be imported.
+
+    The provider modules of every provider kind in models.yaml (through
+    ``providers.registry.provider_class``, so a kind added later is covered too) and
+    :data:`PRELOAD_MODULES`. Nothing is built or connected: the horse builds its own providers
+    (~50 ms) and opens its own connections. A failure is logged and skipped; the job that
+    needs the module will import it (and fail) itself.
+    """
+    import importlib
+
+    from .gateway.catalog import get_catalog
+    from .providers.registry import PROVIDERS, provider_class
+
+    started = time.perf_counter()
+    failed: list[str] = []
+    with app.app_context():
+        try:
+            kinds = {d.provider for d in get_catalog(app).deployments()}
+        except Exception:
+            log.warning("could not read the models catalog to preload providers", exc_info=True)
+            kinds = set()
+    for kind in sorted(kinds & set(PROVIDERS)):
+        try:
+            provider_class(kind)
+        except Exception:
+            log.warning("could not preload provider %s", kind, exc_info=True)
+            failed.append(kind)
+    for name in PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional dependency missing from this install
+            log.info("not preloading %s", name, exc_info=True)
+            failed.append(name)
+    log.debug("preloaded job modules in %.2fs", time.perf_counter() - started,
+              extra={"providers": sorted(kinds), "failed": failed})
+    return failed
+
+
 def queues_for(app: Flask, names: Sequence[str]) -> list[Queue]:
     return [get_queue(name, app) if name in QUEUE_NAMES else Queue(name, connection=get_redis(app))
             for name in names]
@@ -171,6 +218,7 @@ def run(app: Flask, *, queues: Sequence[str] = QUEUE_NAMES, burst: bool = False,
     from .metrics import PROCESS_START
 
     PROCESS_START.labels("worker").set(time.time())
+    preload(app)  # before any fork (the RQ scheduler's too) and before the loop threads start
     worker = AppWorker(queues_for(app, queues), connection=get_redis(app), app=app)
     loops = LoopRunner(app)
     loops.start()
