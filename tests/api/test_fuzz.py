@@ -4,7 +4,7 @@ Twice: as an admin (a fresh JWT per case) and with no credentials. Whatever it s
 app must never answer 5xx, every 4xx must be JSON with a ``message``, and the answer must be
 one the spec documents, with the documented content type and body schema.
 
-It takes ~25-40 s, so it runs in the PostgreSQL pass only (``once``); the bugs it found have
+It takes 15-40 s (with the machine's load), so it runs in the PostgreSQL pass only (``once``); the bugs it found have
 deterministic regression tests in ``test_malformed.py`` that run on both backends.
 """
 from __future__ import annotations
