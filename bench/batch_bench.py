@@ -308,12 +308,17 @@ class Instance:
                    self.serve_proc, log)
 
     def start_worker(self, setting: str) -> None:
-        """``setting``: BATCH_CONCURRENCY (``shipped`` = unset), optionally ``xN`` for ``llmgate worker --count N``."""
+        """``setting``: the worker's thread count per chunk job (``shipped`` = unset), optionally ``xN`` for
+        ``llmgate worker --count N``: it sets both LLMGATE_BATCH_CONCURRENCY (models without a limit) and
+        LLMGATE_BATCH_MAX_CONCURRENCY (the cap on a model's max_concurrency), so it applies to our model."""
         stop(self.worker_proc)
         env = dict(self.env)
         concurrency, _, count = setting.partition("x")
         if concurrency != "shipped":
-            env["LLMGATE_BATCH_CONCURRENCY"] = concurrency
+            env["LLMGATE_BATCH_CONCURRENCY"] = env["LLMGATE_BATCH_MAX_CONCURRENCY"] = concurrency
+        for item in self.args.worker_env:
+            name, _, value = item.partition("=")
+            env[name if name.startswith("LLMGATE_") else f"LLMGATE_{name}"] = value
         log = self.work / f"worker-{setting}.log"
         cmd = [str(LLMGATE), "worker"] + (["--count", count] if count else [])
         self.worker_proc = spawn(cmd, log, env=env, cwd=self.work)
@@ -489,7 +494,7 @@ def throughput(inst: Instance, work: Path, args: argparse.Namespace, setting: st
                if times.get("finalizing_at") and times.get("in_progress_at") else None)
     result = {
         "setting": setting, "batch_concurrency": (setting.partition("x")[0] if not setting.startswith("shipped")
-                                                  else "32 (shipped default)"),
+                                                  else "shipped default (model max_concurrency, ≤ 128)"),
         "worker_processes": int(setting.partition("x")[2] or 1),
         "rows": total, "done": final["progress"]["completed"], "failed": final["progress"]["failed"],
         "status": final["status"], "ideal_rows_s": ideal,
@@ -809,8 +814,11 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=float, default=200.0, help="fake upstream latency for throughput")
     parser.add_argument("--max-concurrency", type=int, default=64, help="models.yaml limits.max_concurrency")
     parser.add_argument("--batch-concurrency", default="64,shipped",
-                        help="one throughput run per item: LLMGATE_BATCH_CONCURRENCY ('shipped' = unset, 32), "
+                        help="one throughput run per item: LLMGATE_BATCH_CONCURRENCY and _MAX_CONCURRENCY ('shipped' = "
+                             "unset: the model's max_concurrency, capped at 128), "
                              "optionally xN for `llmgate worker --count N` (e.g. 64,shipped,22x3)")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra setting for the worker (LLMGATE_ prefix optional), e.g. BATCH_CHAIN_CHUNKS=0; repeatable")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432",
                         help="server to create (and drop) a fresh database on")

@@ -73,7 +73,8 @@ def load(instance_path: str | os.PathLike, environ: Mapping[str, str] | None = N
         # model's max_concurrency), how often results are committed, how long a dead worker's lease
         # lingers, how often the supervisor looks, when a budget-paused batch is retried, link lifetime.
         "BATCH_CHUNK_ROWS": int(env("BATCH_CHUNK_ROWS", "500")),
-        "BATCH_CONCURRENCY": int(env("BATCH_CONCURRENCY", "32")),
+        "BATCH_CONCURRENCY": int(env("BATCH_CONCURRENCY", "32")),  # threads for a model without max_concurrency
+        "BATCH_MAX_CONCURRENCY": int(env("BATCH_MAX_CONCURRENCY", "128")),  # cap on a model's max_concurrency
         "BATCH_COMMIT_ROWS": int(env("BATCH_COMMIT_ROWS", "25")),
         "BATCH_COMMIT_S": float(env("BATCH_COMMIT_S", "0.5")),
         "BATCH_LEASE_TTL_S": float(env("BATCH_LEASE_TTL_S", "10")),

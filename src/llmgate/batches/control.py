@@ -67,17 +67,25 @@ class Lease:
             pass  # it expires on its own
 
 
-@contextmanager
-def hold(batch_id: str, task: str) -> Iterator[Lease | None]:
-    """The lease on ``task``, kept alive while the block runs; ``None`` when someone else holds it."""
+def acquire(batch_id: str, task: str) -> Lease | None:
+    """Take the lease on ``task`` and keep it alive until :meth:`Lease.release`; ``None`` when held."""
     redis = get_redis()
     ttl_ms = int(lease_ttl() * 1000)
     key, token = _lease_key(batch_id, task), secrets.token_hex(8)
     if not redis.set(key, token, nx=True, px=ttl_ms):
-        yield None
-        return
+        return None
     lease = Lease(redis, key, token, ttl_ms)
     lease._thread.start()
+    return lease
+
+
+@contextmanager
+def hold(batch_id: str, task: str) -> Iterator[Lease | None]:
+    """The lease on ``task``, kept alive while the block runs; ``None`` when someone else holds it."""
+    lease = acquire(batch_id, task)
+    if lease is None:
+        yield None
+        return
     try:
         yield lease
     finally:
