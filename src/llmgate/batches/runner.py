@@ -10,6 +10,7 @@ The stop flag (cancel / pause) is read between rows; a spent budget pauses the b
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, column, select, update, values
+from sqlalchemy import bindparam, select, text, update
 
 from ..errors import Forbidden, QuotaExceeded
 from ..extensions import db
@@ -51,6 +52,19 @@ def _model_of(batch: Batch) -> str:
         return batch.model
     first = db.session.execute(select(BatchRow.input).where(BatchRow.batch_id == batch.id).limit(1)).scalar()
     return (first or {}).get("model", "")
+
+
+# One fixed statement text for any number of rows (arrays, not a VALUES list of N tuples), so
+# SQLAlchemy compiles it once and PostgreSQL can keep it prepared: with VALUES the statement was
+# compiled again at every flush (60 % of the flush's time in py-spy).
+_PG_RECORD = text(
+    "UPDATE batch_rows AS r SET status = v.status, result = v.result"
+    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS VARCHAR[]), CAST(:results AS JSON[]))"
+    " AS v(id, status, result)"
+    " WHERE r.id = v.id AND r.status = 'pending' RETURNING r.id")
+_RECORD_ONE = (update(BatchRow.__table__)
+               .where(BatchRow.__table__.c.id == bindparam("row_id"), BatchRow.__table__.c.status == "pending")
+               .values(status=bindparam("new_status"), result=bindparam("new_result", type_=BatchRow.result.type)))
 
 
 class _Recorder:
@@ -97,11 +111,11 @@ class _Recorder:
             BATCH_ROWS.labels(self.kind, "done").inc(done)
             BATCH_ROWS.labels(self.kind, "failed").inc(failed)
 
-
     def _write_rows(self) -> set[int]:
         """Write the buffered results of rows still pending; the ids this transaction wrote.
 
-        PostgreSQL: one ``UPDATE … FROM (VALUES …) WHERE status = 'pending' RETURNING id``.
+        PostgreSQL: one ``UPDATE … FROM unnest(ids, statuses, results) WHERE status = 'pending'
+        RETURNING id`` (a VALUES list, but one statement text whatever the row count).
         Elsewhere (SQLite): one executemany of the conditional update; when its total rowcount
         says a row was already taken (another worker raced us), it is redone row by row to learn
         which ones — the first UPDATE holds SQLite's write lock until commit, so nothing moves
@@ -109,22 +123,14 @@ class _Recorder:
         """
         ids = [row_id for row_id, _, _ in self.buffer]
         if db.session.get_bind().dialect.name == "postgresql":
-            incoming = values(column("id", BatchRow.id.type), column("status", BatchRow.status.type),
-                              column("result", BatchRow.result.type), name="incoming", literal_binds=False).data(
-                [(row_id, status, result) for row_id, status, result in self.buffer])
-            rows_table = BatchRow.__table__  # Core: no ORM session synchronisation to pay for
-            return set(db.session.execute(
-                update(rows_table).where(rows_table.c.id == incoming.c.id, rows_table.c.status == "pending")
-                .values(status=incoming.c.status, result=incoming.c.result)
-                .returning(rows_table.c.id)).scalars())
-        conditional = (update(BatchRow.__table__)
-                       .where(BatchRow.id == bindparam("row_id"), BatchRow.status == "pending")
-                       .values(status=bindparam("new_status"), result=bindparam("new_result", type_=BatchRow.result.type)))
+            return set(db.session.execute(_PG_RECORD, {
+                "ids": ids, "statuses": [status for _, status, _ in self.buffer],
+                "results": [json.dumps(result) for _, _, result in self.buffer]}).scalars())
         params = [{"row_id": row_id, "new_status": status, "new_result": result} for row_id, status, result in self.buffer]
-        if db.session.execute(conditional, params).rowcount == len(params):
+        if db.session.execute(_RECORD_ONE, params).rowcount == len(params):
             return set(ids)
         db.session.rollback()
-        return {p["row_id"] for p in params if db.session.execute(conditional, p).rowcount == 1}
+        return {p["row_id"] for p in params if db.session.execute(_RECORD_ONE, p).rowcount == 1}
 
 
 def pause(batch_id: str, reason: str) -> None:
