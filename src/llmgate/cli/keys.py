@@ -1,4 +1,4 @@
-"""``llmgate key ...``: create, list, revoke API keys."""
+"""``llmgate key ...``: create, list, revoke API keys, set their limits and budgets."""
 from __future__ import annotations
 
 import click
@@ -6,6 +6,7 @@ from flask.cli import AppGroup
 
 from ..auth import keys as keys_service
 from ..auth import users as users_service
+from .limits import changes_from, limit_options, show
 from .users import domain_errors
 
 key = AppGroup("key", help="Manage API keys.")
@@ -50,3 +51,16 @@ def revoke(key_id_or_prefix: str) -> None:
     with domain_errors():
         row = keys_service.revoke_key(key=keys_service.find_key(id_or_prefix=key_id_or_prefix))
     click.echo(f"Revoked key {row.id} ({row.prefix}…).")
+
+
+@key.command("limits")
+@click.argument("key_id_or_prefix")
+@limit_options
+def limits(key_id_or_prefix: str, **options) -> None:
+    """Show or set a key's rate limits and budget (effective on /v1 within a second)."""
+    with domain_errors():
+        row = keys_service.find_key(id_or_prefix=key_id_or_prefix)
+        changes = changes_from(options)
+        if changes:
+            row = keys_service.update_key(key=row, changes=changes)
+    show(row, f"Key {row.id} ({row.prefix}…) of {row.user.email}:")

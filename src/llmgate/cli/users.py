@@ -1,4 +1,4 @@
-"""``llmgate user ...``: create, list, change role, deactivate."""
+"""``llmgate user ...``: create, list, change role, deactivate, set limits and budgets."""
 from __future__ import annotations
 
 import os
@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 
 from ..auth import users as users_service
 from ..errors import LLMGateError
+from .limits import changes_from, limit_options, show
 
 PASSWORD_ENV = "LLMGATE_PASSWORD"
 
@@ -75,3 +76,16 @@ def deactivate(email: str) -> None:
     with domain_errors():
         row = users_service.deactivate_user(user=users_service.require_user_by_email(email=email))
     click.echo(f"{row.email} is deactivated.")
+
+
+@user.command("limits")
+@click.argument("email")
+@limit_options
+def limits(email: str, **options) -> None:
+    """Show or set a user's rate limits and budget (across all their keys and tokens)."""
+    with domain_errors():
+        row = users_service.require_user_by_email(email=email)
+        changes = changes_from(options)
+        if changes:
+            row = users_service.update_user(user=row, changes=changes)
+    show(row, f"User {row.email}:")

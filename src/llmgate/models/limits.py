@@ -16,7 +16,7 @@ class LimitsMixin:
     rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # Floats on the Python side: budgets are compared with spend accumulated in Redis as floats.
+    # Floats on the Python side; accounting converts budgets to integer nano-USD to compare with spend.
     budget_usd: Mapped[float | None] = mapped_column(Numeric(14, 6, asdecimal=False), nullable=True)
     budget_period: Mapped[str | None] = mapped_column(String(8), nullable=True)
     budget_soft_usd: Mapped[float | None] = mapped_column(Numeric(14, 6, asdecimal=False), nullable=True)
