@@ -6,7 +6,7 @@ from flask.cli import AppGroup
 
 from ..auth import keys as keys_service
 from ..auth import users as users_service
-from .limits import changes_from, limit_options, show
+from . import limits as limit_options_cli
 from .users import domain_errors
 
 key = AppGroup("key", help="Manage API keys.")
@@ -55,12 +55,10 @@ def revoke(key_id_or_prefix: str) -> None:
 
 @key.command("limits")
 @click.argument("key_id_or_prefix")
-@limit_options
+@limit_options_cli.limit_options
 def limits(key_id_or_prefix: str, **options) -> None:
     """Show or set a key's rate limits and budget (effective on /v1 within a second)."""
     with domain_errors():
-        row = keys_service.find_key(id_or_prefix=key_id_or_prefix)
-        changes = changes_from(options)
-        if changes:
-            row = keys_service.update_key(key=row, changes=changes)
-    show(row, f"Key {row.id} ({row.prefix}…) of {row.user.email}:")
+        limit_options_cli.edit(keys_service.find_key(id_or_prefix=key_id_or_prefix), options,
+                               update=lambda row, changes: keys_service.update_key(key=row, changes=changes),
+                               title="Key {row.id} ({row.prefix}…) of {row.user.email}:")

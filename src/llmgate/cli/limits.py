@@ -42,6 +42,14 @@ def limit_options(command: Callable) -> Callable:
     return command
 
 
+def edit(row: Any, options: dict[str, Any], *, update: Callable[[Any, dict[str, Any]], Any], title: str) -> None:
+    """Apply the limit options given (if any) with ``update(row, changes)``, then show the values."""
+    changes = changes_from(options)
+    if changes:
+        row = update(row, changes)
+    show(row, title.format(row=row))
+
+
 def changes_from(options: dict[str, Any]) -> dict[str, Any]:
     """The fields given on the command line (an option left out is not a request to clear it)."""
     ctx = click.get_current_context()

@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from ..auth import users as users_service
 from ..errors import LLMGateError
-from .limits import changes_from, limit_options, show
+from . import limits as limit_options_cli
 
 PASSWORD_ENV = "LLMGATE_PASSWORD"
 
@@ -80,12 +80,10 @@ def deactivate(email: str) -> None:
 
 @user.command("limits")
 @click.argument("email")
-@limit_options
+@limit_options_cli.limit_options
 def limits(email: str, **options) -> None:
     """Show or set a user's rate limits and budget (across all their keys and tokens)."""
     with domain_errors():
-        row = users_service.require_user_by_email(email=email)
-        changes = changes_from(options)
-        if changes:
-            row = users_service.update_user(user=row, changes=changes)
-    show(row, f"User {row.email}:")
+        limit_options_cli.edit(users_service.require_user_by_email(email=email), options,
+                               update=lambda row, changes: users_service.update_user(user=row, changes=changes),
+                               title="User {row.email}:")
