@@ -17,7 +17,7 @@ from rq import Queue
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from . import embedded_redis
+from . import embedded_redis, redis_client
 
 # Stable constraint names so that migrations are identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -46,7 +46,7 @@ QUEUE_NAMES = ("default", "usage", "batches")
 def init_redis(app: Flask) -> None:
     url = app.config.get("REDIS_URL") or embedded_redis.ensure_running(app.config["INSTANCE_PATH"])
     app.config["REDIS_URL"] = url
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+    client = redis_client.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
     app.extensions[REDIS_KEY] = client
     # RQ stores pickled results: it needs a client that returns bytes, which this one does.
     app.extensions[QUEUES_KEY] = {name: Queue(name, connection=client) for name in QUEUE_NAMES}

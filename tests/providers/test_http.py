@@ -10,7 +10,8 @@ import httpx2
 import pytest
 
 from llmgate.providers.http import (
-    MAX_PENDING_WRITE, JoinedWriteStream, ProviderTransport, http_client, socket_readable, tcp_keepalive_options,
+    MAX_PENDING_WRITE, JoinedWriteStream, PoolSet, ProviderTransport, http_client, socket_readable,
+    tcp_keepalive_options,
 )
 
 
@@ -95,7 +96,7 @@ def test_requests_go_through_the_joined_write_stream(fake):
     client = http_client(timeout=5)
     assert client is not None
     try:
-        for _ in range(3):  # the second and third reuse the pooled connection (probed first)
+        for _ in range(3):
             response = client.post(fake.openai_base_url + "/chat/completions",
                                    json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
             assert response.status_code == 200 and response.json()["object"] == "chat.completion"
@@ -103,6 +104,47 @@ def test_requests_go_through_the_joined_write_stream(fake):
         assert len(fake.requests) == 3 and fake.requests[-1].body["model"] == "m"
     finally:
         client.close()
+
+
+def test_requests_are_dealt_over_pools_sharing_the_limits(fake):
+    transport = ProviderTransport(limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100), pools=4)
+    pools = transport._pool.pools
+    assert len(pools) == 4
+    assert all(p._max_connections == 250 and p._max_keepalive_connections == 25 for p in pools)
+    served = {id(p): 0 for p in pools}
+    for pool in pools:  # count, then let the real pool answer
+        pool.handle_request = (lambda inner, key: lambda request: (served.__setitem__(key, served[key] + 1),
+                                                                   inner(request))[1])(pool.handle_request, id(pool))
+    client = httpx2.Client(transport=transport, timeout=5)
+    try:
+        for _ in range(8):
+            response = client.post(fake.openai_base_url + "/chat/completions",
+                                   json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+            assert response.status_code == 200
+    finally:
+        client.close()
+    assert sorted(served.values()) == [2, 2, 2, 2]  # in turn
+    assert len(fake.requests) == 8
+
+
+def test_closing_a_pool_set_closes_every_pool():
+    closed = []
+
+    class Pool:
+        def __init__(self, name):
+            self.name = name
+
+        def handle_request(self, request):
+            return self.name
+
+        def close(self):
+            closed.append(self.name)
+
+    pools = PoolSet([Pool("a"), Pool("b")])
+    assert [pools.handle_request(None) for _ in range(3)] == ["a", "b", "a"]
+    with pools:
+        pass
+    assert closed == ["a", "b"]
 
 
 def test_socket_options_reach_the_socket(fake):
@@ -124,9 +166,10 @@ def test_under_gevent_the_probe_uses_the_os_poll(fake):
     script = textwrap.dedent(f"""
         from gevent import monkey; monkey.patch_all()
         import select, gevent.select
+        from llmgate import sockets
         from llmgate.providers import http
         assert select.poll is gevent.select.poll
-        assert http._os_poll() is monkey.get_original("select", "poll") is not gevent.select.poll
+        assert sockets.os_poll() is monkey.get_original("select", "poll") is not gevent.select.poll
         client = http.http_client(timeout=5)
         for _ in range(3):
             assert client.get({fake.openai_base_url + "/models"!r}).status_code == 200

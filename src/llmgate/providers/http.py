@@ -21,9 +21,8 @@ only its connection pool is rebuilt with the backend above. Behind an environmen
 """
 from __future__ import annotations
 
-import select
+import itertools
 import socket
-import sys
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
@@ -31,31 +30,16 @@ from typing import Any
 import httpcore2
 import httpx2
 
+from llmgate.sockets import os_poll, socket_readable
+
 # The SDKs' own defaults (openai and anthropic ``DEFAULT_CONNECTION_LIMITS``), kept.
 DEFAULT_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 # Joined writes stop growing here: a larger body is sent as it comes.
 MAX_PENDING_WRITE = 64 * 1024
+# Connection pools per deployment and process (see PoolSet).
+POOLS = 4
 
 SocketOption = tuple[int, int, int | bool | bytes]
-
-
-def _os_poll() -> Any:
-    """``select.poll`` as the operating system provides it, even when gevent has patched ``select``."""
-    if "gevent.monkey" in sys.modules:  # nothing can have patched select without importing this
-        from gevent import monkey
-
-        return monkey.get_original("select", "poll")
-    return select.poll
-
-
-def socket_readable(sock: socket.socket | None, poll: Any = None) -> bool:
-    """httpcore2's ``is_socket_readable``, with a poll that never enters gevent's hub (timeout 0)."""
-    fd = None if sock is None else sock.fileno()
-    if fd is None or fd < 0:
-        return True  # gone: as if the next read would return the closing b""
-    poller = (poll or _os_poll())()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 class JoinedWriteStream(httpcore2.NetworkStream):
@@ -119,7 +103,7 @@ class JoinedWriteBackend(httpcore2.NetworkBackend):
 
     def __init__(self) -> None:
         self._inner = httpcore2.SyncBackend()
-        self._poll = _os_poll()
+        self._poll = os_poll()
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Iterable[SocketOption] | None = None) -> httpcore2.NetworkStream:
@@ -134,19 +118,51 @@ class JoinedWriteBackend(httpcore2.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+class PoolSet:
+    """Several httpcore2 connection pools behind one, requests dealt out in turn.
+
+    httpcore2's pool walks every connection it holds twice per request (assigning the request,
+    then releasing it), probing each idle one: at 64 requests in flight that walk was 12 % of a
+    gateway worker's CPU. ``POOLS`` pools holding a share of the limits each keep the same
+    connections in all, and each walk sees a quarter of them: +3 to +7 % req/s at c=64 in five
+    alternating runs (docs/benchmarks.md, "Gateway"). Any pool can serve any request.
+    """
+
+    def __init__(self, pools: list[httpcore2.ConnectionPool]) -> None:
+        self.pools = pools
+        self._turn = itertools.cycle(pools)
+
+    def handle_request(self, request: httpcore2.Request) -> httpcore2.Response:
+        return next(self._turn).handle_request(request)
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+
+    def __enter__(self) -> PoolSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class ProviderTransport(httpx2.HTTPTransport):
-    """httpx2's transport over a connection pool that uses :class:`JoinedWriteBackend`."""
+    """httpx2's transport over connection pools that use :class:`JoinedWriteBackend`."""
 
     def __init__(self, *, limits: httpx2.Limits = DEFAULT_LIMITS,
-                 socket_options: Iterable[SocketOption] | None = None) -> None:
+                 socket_options: Iterable[SocketOption] | None = None, pools: int = POOLS) -> None:
         # HTTPTransport.__init__ takes no network backend and does nothing but build ``_pool``, the
         # one attribute its methods use; building it here instead of replacing the one it built
         # saves loading the CA bundle twice (~20 ms a deployment). tests/providers/test_http.py
         # checks that requests do go through JoinedWriteStream.
-        self._pool = httpcore2.ConnectionPool(
-            ssl_context=httpx2.create_ssl_context(), max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-            socket_options=socket_options, network_backend=JoinedWriteBackend())
+        ssl_context = httpx2.create_ssl_context()
+        backend = JoinedWriteBackend()
+        share = lambda limit: None if limit is None else max(1, -(-limit // pools))  # noqa: E731 (ceil)
+        self._pool = PoolSet([httpcore2.ConnectionPool(
+            ssl_context=ssl_context, max_connections=share(limits.max_connections),
+            max_keepalive_connections=share(limits.max_keepalive_connections),
+            keepalive_expiry=limits.keepalive_expiry, socket_options=socket_options, network_backend=backend)
+            for _ in range(pools)])
 
 
 def tcp_keepalive_options() -> list[SocketOption]:
