@@ -25,7 +25,7 @@ import redis
 from flask import Flask
 
 from llmgate import embedded_redis, metrics
-from llmgate.accounting import budgets, gate
+from llmgate.accounting import budgets, gate, spend
 from llmgate.accounting.pricing import call_cost
 from llmgate.auth.principal import Budget, Limits
 from llmgate.extensions import REDIS_KEY
@@ -79,7 +79,7 @@ def test_admit_and_settle_keep_the_embedded_server_alive_and_spend_exact(embedde
             assert time.monotonic() - started < DEADLINE_S, f"only {i} calls in {DEADLINE_S} s"
         assert embedded.ping()
         assert embedded.xlen(gate.STREAM_KEY) == CALLS
-        total = gate.to_nano(cost * CALLS)  # integer nano-USD: exact, whatever the number of calls
+        total = spend.to_nano(cost * CALLS)  # integer nano-USD: exact, whatever the number of calls
         for kind, owner in (("key", "10"), ("user", "1")):
             for period in ("day", "week", "month", "total"):
                 assert budgets.spent_nano(kind, owner, period, NOON) == total, (kind, period)

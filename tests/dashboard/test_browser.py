@@ -163,12 +163,27 @@ def test_keys_models_and_admin_in_the_browser(chromium, live, make_user, member)
     })
 
 
-def flush_usage(app: Any) -> None:
-    """What ``llmgate usage flush`` does: move every pending usage event into the ledger now."""
-    from llmgate.accounting import drain
+def flush_usage(app: Any, calls: int) -> None:
+    """What ``llmgate usage flush`` does (move pending usage events into the ledger now), until
+    ``calls`` events are in the ledger. A call settles once its answer is sent (``call_on_close``),
+    which on the threaded live server can be just after the client has read it, so a single flush
+    can run first; the worker's drainer may also be the one that writes them."""
+    import time
 
+    from llmgate.accounting import drain
+    from llmgate.extensions import db
+    from llmgate.models.usage import UsageEvent
+
+    deadline = time.monotonic() + 10
     with app.app_context():
-        drain.flush()
+        while True:
+            drain.flush()
+            count = db.session.query(UsageEvent).count()
+            db.session.rollback()
+            if count >= calls or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    assert count == calls, f"{count} usage events reached the ledger, expected {calls}"
 
 
 def test_key_to_sdk_call_to_usage_to_batch_results(chromium, live, worker, upstream, member, tmp_path):
@@ -192,7 +207,7 @@ def test_key_to_sdk_call_to_usage_to_batch_results(chromium, live, worker, upstr
     reply = client.chat.completions.create(model="fake-mini", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
 
-    flush_usage(live.app)
+    flush_usage(live.app, calls=1)
     page.goto(live.url + "/dashboard/usage?group=model&tz=UTC")
     table = page.inner_text("#usage-table")
     assert "fake-mini" in table and "total" in table

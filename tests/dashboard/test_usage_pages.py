@@ -124,7 +124,7 @@ def test_usage_explains_bad_parameters(browser, member):
 
 
 def test_over_budget_is_said_in_words(app, browser, make_user):
-    from llmgate.accounting.gate import spend_key
+    from llmgate.accounting.spend import spend_key
     from llmgate.extensions import get_redis
 
     user = make_user("spender@example.com", budget_usd=5.0, budget_period="month")

@@ -11,7 +11,7 @@ from .. import metrics, webhooks
 from ..auth.principal import Budget, Limits, Principal
 from ..extensions import get_queue, get_redis
 from . import periods
-from .gate import NANO, spend_key
+from .spend import NANO, spend_key
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,13 @@ import uuid
 from typing import Any
 
 import redis
-from flask import Flask
+from flask import Flask, current_app
 
 from .. import metrics
 from ..extensions import db, get_redis
 from .gate import STREAM_KEY
 from .ledger import write_events
+from .settler import SETTLER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,14 @@ def drain_batch(*, consumer: str, count: int = 1000, block_ms: int | None = None
 def flush(*, count: int = 1000, reclaim_idle_ms: int = 0) -> int:
     """Drain until the stream is empty (``llmgate usage flush``); returns rows inserted.
 
+    Settles this process has queued (``accounting.settler``, up to a few ms after a ``/v1``
+    answer) are sent first. A call settles once its answer has been sent (``call_on_close``), so
+    a flush issued the instant a client has read its answer may run before that call's settle.
     ``reclaim_idle_ms=0`` also takes entries another drainer holds right now; that is safe (the
     writes are idempotent) and makes a flush after a crash complete."""
+    settler = current_app.extensions.get(SETTLER_KEY)
+    if settler is not None:
+        settler.wait_sent()
     consumer = consumer_name()
     total = 0
     try:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import uuid
+import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
@@ -26,20 +26,18 @@ import redis
 from flask import Flask, current_app
 
 from .. import metrics
-from ..auth.principal import Budget, Principal
+from ..auth.principal import Principal
 from ..errors import QuotaExceeded, RateLimited, ServiceUnavailable
 from ..extensions import get_redis
 from ..providers.base import Deployment, Usage
-from . import periods
+from . import periods, spend
 from .pricing import call_cost
+from .settler import SETTLER_KEY, Pending, Settler, deliver, run_scripts
 
 log = logging.getLogger(__name__)
 
 STREAM_KEY = "llmgate:usage:events"
 _SCRIPTS_KEY = "llmgate.accounting.scripts"
-SPEND_PREFIX = "llmgate:spend-nusd"  # integer nano-USD; the old float counters were "llmgate:spend"
-NANO = 10**9
-_NANO = Decimal(NANO)
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 DEFAULT_LEASE_S = 600
 
@@ -99,6 +97,13 @@ def _scripts(app: Flask | None = None):
     return scripts
 
 
+def load_scripts(app: Flask) -> None:
+    """Load admit and settle into Redis now rather than on the first request's NOSCRIPT."""
+    client = get_redis(app)
+    for script in _scripts(app):
+        client.script_load(script.script)
+
+
 # --- admit --------------------------------------------------------------------------------------
 
 def _scopes(principal: Principal, deployment: Deployment, first: bool) -> list[_Scope]:
@@ -121,16 +126,6 @@ def _scopes(principal: Principal, deployment: Deployment, first: bool) -> list[_
 
 def _owner_label(principal: Principal, kind: str) -> str:
     return f"key {principal.key_prefix or principal.key_id}" if kind == "key" else f"user {principal.email}"
-
-
-def spend_key(kind: str, owner: str, period: str, now: datetime | None = None) -> str:
-    """The Redis counter of an owner's spend in the period containing ``now``, in integer nano-USD."""
-    return f"{SPEND_PREFIX}:{kind}:{owner}:{periods.bucket_id(period, now)}"
-
-
-def to_nano(usd: float | Decimal | str) -> int:
-    """USD to integer nano-USD, exactly for any decimal with at most 9 places."""
-    return int((Decimal(str(usd)) * _NANO).to_integral_value())
 
 
 def _opt(value: int | None) -> int:
@@ -175,11 +170,11 @@ def admit(*, principal: Principal, deployment: Deployment, estimated_tokens: int
     """
     started = now or datetime.now(timezone.utc)
     estimated_tokens = max(0, int(estimated_tokens))
-    admission = Admission(uuid.uuid4().hex, principal, deployment, estimated_tokens, attempt, started)
+    admission = Admission(os.urandom(16).hex(), principal, deployment, estimated_tokens, attempt, started)
     plan = _plan(principal, deployment, attempt == 0)
     targets = budgets = None
     if attempt == 0 and (principal.key_budget is not None or principal.user_budget is not None):
-        targets = _spend_targets(principal, started.astimezone(timezone.utc).date())
+        targets = spend.targets_for(principal, started.astimezone(timezone.utc).date())
         budgets = targets.watched
     if not plan.scopes and not budgets:
         return admission  # nothing to check: no round trip at all
@@ -193,7 +188,7 @@ def admit(*, principal: Principal, deployment: Deployment, estimated_tokens: int
         keys.append(targets.keys[w.index])
         args.append(w.limit_nano)
     try:
-        result = _scripts(app)[0](keys=keys, args=args)
+        result = _run_admit(app, keys, args)
     except _UNAVAILABLE as error:
         if app.config.get("RATE_LIMIT_FAIL_OPEN"):
             log.warning("rate limits not checked: Redis unreachable", extra={"error": str(error)})
@@ -210,6 +205,29 @@ def admit(*, principal: Principal, deployment: Deployment, estimated_tokens: int
     return admission
 
 
+def _run_admit(app: Flask, keys: list[str], args: list[Any]) -> Any:
+    """admit.lua's reply; this process's pending settles go first, in the same round trip, each
+    delivered exactly once (as lost if the round trip fails)."""
+    scripts = _scripts(app)
+    settler = app.extensions.get(SETTLER_KEY)
+    carried = settler.take() if settler is not None else None
+    if not carried:
+        return scripts[0](keys=keys, args=args)
+    try:
+        replies, reran = run_scripts(get_redis(app), scripts,
+                                     [*((scripts[1], c.keys, c.args) for c in carried), (scripts[0], keys, args)])
+    except BaseException:
+        deliver(carried, None)
+        raise
+    deliver(carried, replies[:-1])
+    result = replies[-1]
+    if isinstance(result, Exception):
+        raise result
+    if reran and result[0] == 0:  # refused, maybe before a carried settle ran: ask again
+        result = scripts[0](keys=keys, args=args)
+    return result
+
+
 def _refuse(result: list, scopes: tuple[_Scope, ...], principal: Principal, budgets: tuple | None,
             started: datetime):
     index, kind, retry_ms = int(result[1]), _text(result[2]), int(result[3])
@@ -218,7 +236,7 @@ def _refuse(result: list, scopes: tuple[_Scope, ...], principal: Principal, budg
         label = _owner_label(principal, scope_kind)
         metrics.RATE_LIMITED.labels(limit="budget", scope=scope_kind).inc()
         resets = periods.period_end(budget.period, started)
-        spent = int(result[4]) / NANO
+        spent = int(result[4]) / spend.NANO
         when = (f"it resets at {resets.strftime('%Y-%m-%dT%H:%M:%SZ')}" if resets
                 else "it is a lifetime budget and does not reset")
         headers = {"Retry-After": str(max(1, math.ceil((resets - started).total_seconds())))} if resets else {}
@@ -279,8 +297,12 @@ def _headers(scopes: tuple[_Scope, ...], result: list) -> dict[str, str]:
 
 def settle(admission: Admission, *, usage: Usage, outcome: str, error_kind: str | None,
            latency_ms: float | None, ttft_ms: float | None, request_id: str,
-           batch_id: str | None = None) -> None:
-    """Close an admission: exactly once, never raises for Redis trouble (the answer is already made)."""
+           batch_id: str | None = None, later: bool = False) -> None:
+    """Close an admission: exactly once, never raises for Redis trouble (the answer is already made).
+
+    ``later``: the caller's answer is already sent; hand the round trip to this process's
+    ``Settler`` (the next admit carries it, or the background flusher sends it).
+    """
     if admission.settled:
         log.warning("admission settled twice; ignored", extra={"admission": admission.id})
         return
@@ -296,17 +318,21 @@ def settle(admission: Admission, *, usage: Usage, outcome: str, error_kind: str 
         "batch_id": batch_id, "attempt": admission.attempt,
     }
     payload = json.dumps(event, separators=(",", ":"))
-    targets = _spend_targets(p, admission.started_at.astimezone(timezone.utc).date())
+    targets = spend.targets_for(p, admission.started_at.astimezone(timezone.utc).date())
     now_s = int(admission.started_at.timestamp())
 
-    keys = [*admission.token_scopes, *admission.slot_scopes, *targets.keys]
+    keys = [*admission.token_scopes, *admission.slot_scopes, *targets.keys, STREAM_KEY]
     args: list[Any] = [admission.id, admission.estimated_tokens, usage.total_tokens,
-                       -1 if cost is None else int(cost * _NANO), len(admission.token_scopes) // 2,
+                       -1 if cost is None else int(cost * spend.NANO), len(admission.token_scopes) // 2,
                        len(admission.slot_scopes), targets.count, len(targets.watched), payload]
     # seconds to live, relative to the admission's clock (tests move it), given to a counter when created
     args += [-1 if at < 0 else max(1, at - now_s) for at in targets.expire_at]
     args += targets.watch_args
     app = current_app._get_current_object()
+    if later:
+        settler_for(app).submit(Pending(keys, args, event=event, done=lambda result: _observe(
+            p, d, usage, cost, targets.watched, result, admission.started_at)))
+        return
     try:
         result = _scripts(app)[1](keys=keys, args=args)
     except _UNAVAILABLE as error:
@@ -316,73 +342,12 @@ def settle(admission: Admission, *, usage: Usage, outcome: str, error_kind: str 
     _observe(p, d, usage, cost, targets.watched, result, admission.started_at)
 
 
-@dataclass(frozen=True, slots=True)
-class _Watched:
-    """A spend counter that has a budget: its new value feeds the gauge and the soft-limit alert."""
-
-    index: int  # position among the spend counters
-    kind: str
-    owner: str
-    budget: Budget
-    limit_nano: int
-    remaining: Any  # the llmgate_budget_remaining_usd child (labels() resolved once)
-
-
-@dataclass(frozen=True, slots=True)
-class _Targets:
-    """settle's spend keys and arguments for one principal on one UTC day (cached: only strings)."""
-
-    keys: tuple[str, ...]  # the spend counters, then one alert flag per watched counter
-    count: int  # how many spend counters
-    expire_at: tuple[int, ...]  # per counter: unix time it may expire (-1: never)
-    watched: tuple[_Watched, ...]
-    watch_args: tuple[int, ...]  # per watched: 1-based counter index, soft limit nano-USD (-1: none)
-
-
-@lru_cache(maxsize=8)
-def _buckets(day: date) -> tuple[tuple[str, str, int], ...]:
-    """(period, bucket id, unix time the counter may expire) for every period, for one UTC day:
-    settle computes no calendar arithmetic, only string joins."""
-    noon = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
-    out = []
-    for period in periods.PERIODS:
-        end = periods.period_end(period, noon)
-        expire_at = -1 if end is None else int(end.timestamp()) + 86400  # a day of grace for late settles
-        out.append((period, periods.bucket_id(period, noon), expire_at))
-    return tuple(out)
-
-
-def _spend_targets(p: Principal, day: date) -> _Targets:
-    """Every spend counter settle adds to, and those with a budget (the gauge and alerts need them).
-
-    Spend is kept for every period, budget or not, so a budget set mid-period starts from the
-    truth and ``/api/usage/limits`` shows every period; a counter's TTL is set once, when it is
-    created, so the extra periods cost one INCRBY each.
-    """
-    return _targets(p.key_id, p.user_id, p.key_budget, p.user_budget, day)
-
-
-@lru_cache(maxsize=4096)
-def _targets(key_id: int | None, user_id: int, key_budget: Budget | None, user_budget: Budget | None,
-             day: date) -> _Targets:
-    owners = [("user", str(user_id), user_budget)]
-    if key_id is not None:
-        owners.insert(0, ("key", str(key_id), key_budget))
-    keys: list[str] = []
-    flags: list[str] = []
-    expire_at: list[int] = []
-    watched: list[_Watched] = []
-    watch_args: list[int] = []
-    for kind, owner, budget in owners:
-        for period, bucket, at in _buckets(day):
-            if budget is not None and budget.period == period:
-                watched.append(_Watched(len(keys), kind, owner, budget, to_nano(budget.limit_usd),
-                                        metrics.BUDGET_REMAINING.labels(scope=kind, owner=owner, period=period)))
-                flags.append(f"llmgate:spend-alert:{kind}:{owner}:{bucket}")
-                watch_args += [len(keys) + 1, -1 if budget.soft_limit_usd is None else to_nano(budget.soft_limit_usd)]
-            keys.append(f"{SPEND_PREFIX}:{kind}:{owner}:{bucket}")
-            expire_at.append(at)
-    return _Targets((*keys, *flags, STREAM_KEY), len(keys), tuple(expire_at), tuple(watched), tuple(watch_args))
+def settler_for(app: Flask) -> Settler:
+    """This app's settler (created on first use)."""
+    settler = app.extensions.get(SETTLER_KEY)
+    if settler is None:
+        settler = app.extensions[SETTLER_KEY] = Settler(app, lambda: _scripts(app), lambda: get_redis(app))
+    return settler
 
 
 _TOKEN_COUNTERS: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
@@ -399,7 +364,7 @@ def _counters(model: str, key: str):
     return found
 
 
-def _observe(p: Principal, d: Deployment, usage: Usage, cost: Decimal | None, watched: tuple[_Watched, ...],
+def _observe(p: Principal, d: Deployment, usage: Usage, cost: Decimal | None, watched: tuple[spend.Watched, ...],
              result: list, started: datetime) -> None:
     tokens_in, tokens_out, spent_usd = _counters(d.name, str(p.key_id) if p.key_id is not None else "jwt")
     if usage.input_tokens:
@@ -409,7 +374,7 @@ def _observe(p: Principal, d: Deployment, usage: Usage, cost: Decimal | None, wa
     if cost:
         spent_usd.inc(float(cost))
     for j, w in enumerate(watched):
-        spent = int(result[j * 2]) / NANO
+        spent = int(result[j * 2]) / spend.NANO
         w.remaining.set(float(w.budget.limit_usd) - spent)
         if int(result[j * 2 + 1]) == 1:
             from .budgets import soft_limit_reached

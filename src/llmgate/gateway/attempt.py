@@ -114,7 +114,8 @@ class Attempt:
             self.metrics.ttft.observe(self._first_byte)
         return self._first_byte
 
-    def succeed(self, usage: Usage) -> None:
+    def succeed(self, usage: Usage, *, later: bool = False) -> None:
+        """``later``: the answer is already sent, settle without waiting (``gate.settle``)."""
         if self._close():
             return
         latency = self.elapsed_s
@@ -125,9 +126,9 @@ class Attempt:
             self.metrics.tokens_in.inc(usage.input_tokens)
         if usage.output_tokens:
             self.metrics.tokens_out.inc(usage.output_tokens)
-        self._settle(usage, "ok", None, latency)
+        self._settle(usage, "ok", None, latency, later)
 
-    def fail(self, error: ProviderError, usage: Usage | None = None) -> bool:
+    def fail(self, error: ProviderError, usage: Usage | None = None, *, later: bool = False) -> bool:
         """Record a failure; True when it put the deployment in cool-down."""
         if self._close():
             return False
@@ -139,10 +140,10 @@ class Attempt:
             self.metrics.cooldowns.inc()
             log.warning("deployment %s cooling down after repeated failures (last: %s)", self.deployment.id,
                         error.kind, extra={"deployment": self.deployment.id, "error_kind": error.kind})
-        self._settle(usage or Usage(), "error", error.kind, latency)
+        self._settle(usage or Usage(), "error", error.kind, latency, later)
         return tripped
 
-    def cancel(self, usage: Usage) -> None:
+    def cancel(self, usage: Usage, *, later: bool = False) -> None:
         """The caller went away mid-stream: the tokens generated so far are still billed."""
         if self._close():
             return
@@ -152,7 +153,7 @@ class Attempt:
             self.metrics.tokens_in.inc(usage.input_tokens)
         if usage.output_tokens:
             self.metrics.tokens_out.inc(usage.output_tokens)
-        self._settle(usage, "cancelled", None, self.elapsed_s)
+        self._settle(usage, "cancelled", None, self.elapsed_s, later)
 
     def _close(self) -> bool:
         """True when already finished (finishing twice would double-count)."""
@@ -162,8 +163,8 @@ class Attempt:
         self.metrics.in_flight.dec()
         return False
 
-    def _settle(self, usage: Usage, outcome: str, error_kind: str | None, latency_s: float) -> None:
+    def _settle(self, usage: Usage, outcome: str, error_kind: str | None, latency_s: float, later: bool) -> None:
         ttft_ms = self._first_byte * 1000.0 if self._first_byte is not None else None
         gate.settle(self.admission, usage=usage, outcome=outcome, error_kind=error_kind,
                     latency_ms=round(latency_s * 1000.0, 3), ttft_ms=None if ttft_ms is None else round(ttft_ms, 3),
-                    request_id=self._request_id, batch_id=self._batch_id)
+                    request_id=self._request_id, batch_id=self._batch_id, later=later)

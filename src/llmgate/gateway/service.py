@@ -135,12 +135,13 @@ class StreamReply:
                 self._settle(completed, usage)
 
     def _settle(self, completed: bool, usage: Any) -> None:
+        # The client has had every byte it will get: the settle need not hold this greenlet.
         if self._reply.error is not None:
-            self.attempt.fail(self._reply.error, usage)
+            self.attempt.fail(self._reply.error, usage, later=True)
         elif completed:
-            self.attempt.succeed(usage)
+            self.attempt.succeed(usage, later=True)
         else:
-            self.attempt.cancel(usage)
+            self.attempt.cancel(usage, later=True)
 
 
 def _open_stream(provider: Provider, *, client_format: WireFormat, body: dict[str, Any], timeout: float
@@ -183,10 +184,10 @@ class ChatAnswer:
         if self.attempt is None or self.attempt.finished or self.result is None:
             return
         if has_app_context():
-            self.attempt.succeed(self.result.usage)
+            self.attempt.succeed(self.result.usage, later=True)
         else:
             with self.app.app_context():
-                self.attempt.succeed(self.result.usage)
+                self.attempt.succeed(self.result.usage, later=True)
 
 
 def chat(*, principal: Principal, body: dict[str, Any], client_format: WireFormat, request_id: str,
