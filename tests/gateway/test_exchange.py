@@ -9,7 +9,7 @@ import pytest
 
 from llmgate.gateway import exchange
 from llmgate.gateway.translate.requests import JSON_OBJECT_INSTRUCTION
-from llmgate.providers.base import RawResult, Usage
+from llmgate.providers.base import RawResult, RawStream, Usage
 from llmgate.providers.errors import BadRequestError, RateLimitedError
 from llmgate.providers.sse import event_json, event_name, split_events
 
@@ -61,7 +61,7 @@ def test_passthrough_changes_only_the_model(fake, providers, kind, client_format
             assert b"".join(events) == upstream_bytes(fake, path, sent)
         else:  # as received, minus the usage chunk the client did not ask for
             upstream = list(split_events([upstream_bytes(fake, path, sent)]))
-            assert events == upstream[:-2] + upstream[-1:]
+            assert b"".join(events) == b"".join(upstream[:-2] + upstream[-1:])
     assert reply.usage == Usage(input_tokens=5, output_tokens=4)
 
 
@@ -71,6 +71,26 @@ def test_openai_passthrough_stream_keeps_usage_chunk_when_asked(fake, providers)
     chunks = openai_chunks(events)
     assert chunks[-1].usage.prompt_tokens == 5 and chunks[-1].choices == []
     assert fake.last().body == {**body, "model": "upstream-openai"}
+
+
+@pytest.mark.parametrize("drop_usage", [False, True])
+def test_passthrough_writes_what_arrived_together_in_one_chunk(drop_usage):
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+    received = [[b"data: 1\n\n"], [b"data: 2\n\n", b"data: 3\n\n", usage, b"data: [DONE]\n\n"]]
+
+    class Sniffer:
+        usage = Usage()
+        seen: list[bytes] = []
+
+        def feed(self, event):
+            self.seen.append(event)
+
+    sniffer = Sniffer()
+    raw = RawStream(iter(received), sniffer=sniffer, close=lambda: None)
+    chunks = list(exchange._passed_through(raw, drop_usage=drop_usage))
+    rest = b"data: 2\n\ndata: 3\n\n" + (b"" if drop_usage else usage) + b"data: [DONE]\n\n"
+    assert chunks == [b"data: 1\n\n", rest]  # one write per arrival, not one per event
+    assert sniffer.seen == [e for batch in received for e in batch]  # usage read off every event
 
 
 def test_embeddings(fake, providers):

@@ -1,7 +1,7 @@
 """SSE framing holds however the transport cuts the bytes."""
 import pytest
 
-from llmgate.providers.sse import encode_event, event_data, event_json, event_name, split_events
+from llmgate.providers.sse import encode_event, event_data, event_json, event_name, split_event_batches, split_events
 
 STREAM = (b"event: message_start\ndata: {\"a\":1}\n\n"
           b": comment\n\n"
@@ -14,6 +14,13 @@ def test_split_events_any_chunking(size):
     chunks = [STREAM[i:i + size] for i in range(0, len(STREAM), size)]
     assert list(split_events(chunks)) == [b"event: message_start\ndata: {\"a\":1}\n\n", b": comment\n\n",
                                           b"data: {\"b\":2}\n\n", b"data: [DONE]\n\n"]
+
+
+def test_events_are_grouped_by_the_chunk_that_completed_them():
+    chunks = [STREAM[:10], STREAM[10:60], STREAM[60:]]  # the 2nd completes two events, the 3rd two more
+    assert [len(batch) for batch in split_event_batches(chunks)] == [2, 2]
+    assert [e for batch in split_event_batches(chunks) for e in batch] == list(split_events([STREAM]))
+    assert list(split_event_batches([b"data: 1\n", b"\n", b"data: 2"])) == [[b"data: 1\n\n"], [b"data: 2\n\n"]]
 
 
 def test_crlf_and_unterminated_tail():

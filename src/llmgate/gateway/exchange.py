@@ -72,7 +72,7 @@ def chat(provider: Provider, *, client_format: WireFormat, body: dict[str, Any],
             return _openai_passthrough_stream(provider, body, model=model, timeout=timeout)
         upstream = provider.chat({**body, "model": model}, stream=stream, timeout=timeout)
         if isinstance(upstream, RawStream):
-            return ReplyStream(upstream, iter(upstream), client_format=client_format)
+            return ReplyStream(upstream, _passed_through(upstream, drop_usage=False), client_format=client_format)
         return upstream
 
     if client_format == "openai":
@@ -113,14 +113,21 @@ def _openai_passthrough_stream(provider: Provider, body: dict[str, Any], *, mode
     upstream_body, client_wants_usage = with_forced_usage(body, model=model)
     upstream = provider.chat(upstream_body, stream=True, timeout=timeout)
     assert isinstance(upstream, RawStream)
-    events: Iterator[bytes] = iter(upstream) if client_wants_usage else _drop_usage_chunk(upstream)
-    return ReplyStream(upstream, events, client_format="openai")
+    return ReplyStream(upstream, _passed_through(upstream, drop_usage=not client_wants_usage), client_format="openai")
 
 
-def _drop_usage_chunk(events: RawStream) -> Iterator[bytes]:
-    for event in events:
-        if not is_usage_only_chunk(event):
-            yield event
+def _passed_through(upstream: RawStream, *, drop_usage: bool) -> Iterator[bytes]:
+    """The upstream's events as received: everything that arrived together leaves together (one
+    write to the client instead of one per event), never waiting for more."""
+    while True:
+        try:
+            batch = upstream.next_batch()
+        except StopIteration:
+            return
+        if drop_usage:
+            batch = [event for event in batch if not is_usage_only_chunk(event)]
+        if batch:
+            yield batch[0] if len(batch) == 1 else b"".join(batch)
 
 
 def _client_wants_usage(body: dict[str, Any]) -> bool:

@@ -6,6 +6,7 @@ translation lives in ``llmgate.gateway.translate``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
@@ -109,14 +110,17 @@ class UsageSniffer(Protocol):
 class RawStream:
     """Complete SSE events (``bytes``, blank-line terminated, as received) from an upstream stream.
 
-    ``usage`` fills in as events pass. ``close()`` closes the HTTP response, which drops the
-    connection and so cancels the upstream generation; iterating to the end closes it too.
-    Transport failures mid-stream surface as ``ProviderError`` from iteration.
+    Iterate for one event at a time, or call ``next_batch()`` for every event already received
+    (a pass-through writes those on in one send). ``usage`` fills in as events pass. ``close()``
+    closes the HTTP response, which drops the connection and so cancels the upstream
+    generation; iterating to the end closes it too. Transport failures mid-stream surface as
+    ``ProviderError`` from iteration.
     """
 
-    def __init__(self, events: Iterator[bytes], *, sniffer: UsageSniffer, close: Callable[[], None],
+    def __init__(self, batches: Iterator[list[bytes]], *, sniffer: UsageSniffer, close: Callable[[], None],
                  status: int = 200) -> None:
-        self._events = events
+        self._batches = batches
+        self._pending: deque[bytes] = deque()
         self._sniffer = sniffer
         self._close = close
         self.status = status
@@ -130,13 +134,29 @@ class RawStream:
         return self
 
     def __next__(self) -> bytes:
+        if not self._pending:
+            self._pending.extend(self._receive())
+        event = self._pending.popleft()
+        self._sniffer.feed(event)
+        return event
+
+    def next_batch(self) -> list[bytes]:
+        """The events received and not yet taken, at least one; ``StopIteration`` at the end."""
+        if self._pending:
+            batch = list(self._pending)
+            self._pending.clear()
+        else:
+            batch = self._receive()
+        for event in batch:
+            self._sniffer.feed(event)
+        return batch
+
+    def _receive(self) -> list[bytes]:
         try:
-            event = next(self._events)
+            return next(self._batches)
         except BaseException:
             self.close()
             raise
-        self._sniffer.feed(event)
-        return event
 
     def close(self) -> None:
         if not self.closed:

@@ -33,7 +33,7 @@ import httpx2
 
 from llmgate.providers.base import RawResult, RawStream, Usage, UsageSniffer
 from llmgate.providers.errors import ConnectionFailed, ProviderError, UpstreamTimeout, from_status
-from llmgate.providers.sse import split_events
+from llmgate.providers.sse import split_event_batches
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +194,9 @@ def raw_stream(response: httpx2.Response, sniffer: UsageSniffer) -> RawStream:
     return RawStream(_events(response), sniffer=sniffer, close=response.close, status=response.status_code)
 
 
-def _events(response: httpx2.Response) -> Iterator[bytes]:
+def _events(response: httpx2.Response) -> Iterator[list[bytes]]:
     try:
-        yield from split_events(response.iter_bytes())
+        yield from split_event_batches(response.iter_bytes())
     except httpx2.TimeoutException as err:
         raise UpstreamTimeout(f"upstream stream stalled: {err}") from err
     except httpx2.StreamClosed:

@@ -13,19 +13,29 @@ DONE = b"data: [DONE]\n\n"
 
 def split_events(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """Whole events, each ending in a blank line, however the transport cut the chunks."""
+    for batch in split_event_batches(chunks):
+        yield from batch
+
+
+def split_event_batches(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """Whole events, grouped by the transport chunk that completed them (never an empty group):
+    what arrived together can be written on together, in one send."""
     buffer = b""
     for chunk in chunks:
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         buffer = buffer + chunk if buffer else chunk
         start = 0
+        batch = []
         while (end := buffer.find(b"\n\n", start)) != -1:
             if end > start:
-                yield buffer[start:end + 2]
+                batch.append(buffer[start:end + 2])
             start = end + 2
         buffer = buffer[start:]
+        if batch:
+            yield batch
     if buffer.strip():
-        yield buffer.rstrip(b"\n") + b"\n\n"
+        yield [buffer.rstrip(b"\n") + b"\n\n"]
 
 
 def event_name(event: bytes) -> str | None:
