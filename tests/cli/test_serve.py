@@ -40,7 +40,9 @@ def test_gunicorn_defaults():
     assert gunicorn_conf.worker_class == "gevent"
     assert gunicorn_conf.preload_app is False and gunicorn_conf.control_socket_disable is True
     assert gunicorn_conf.accesslog is None and gunicorn_conf.graceful_timeout == 30
-    assert gunicorn_conf.default_workers("gevent", cpus=2) == 5
+    assert gunicorn_conf.default_workers("gevent", cpus=2) == 2
+    assert gunicorn_conf.default_workers("gevent", cpus=1) == 2
+    assert gunicorn_conf.default_workers("sync", cpus=2) == 5
     assert gunicorn_conf.default_workers("gevent", cpus=64) == gunicorn_conf.MAX_DEFAULT_WORKERS
     assert gunicorn_conf.default_workers("gthread", cpus=4) == 5
 
@@ -102,6 +104,9 @@ def test_serve_two_gevent_workers_metrics_logs_and_database(process_env, tmp_pat
 
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     assert any(r["logger_name"] == "gunicorn.error" and "Booting worker" in r["message"] for r in records)
+    # every worker, the replacement too, warmed up before serving (providers, scripts, gc.freeze)
+    warmed = [r for r in records if r["message"] == "worker warmed up"]
+    assert len({r["pid"] for r in warmed}) == 3 and all(r["providers_failed"] == [] for r in warmed)
     access = [r for r in records if r["logger_name"] == "llmgate.access" and r["path"] == "/readyz"]
     assert len(access) == n and len({r["request_id"] for r in access}) == n
     assert not [line for line in log_path.read_text().splitlines() if line and not line.startswith("{")]
@@ -143,3 +148,43 @@ def test_run_defaults_to_llmgate_bind(process_env):
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json() == {"status": "ok"}
     finally:
         stop(server)
+
+
+GEVENT_HASHING_PROBE = """
+from gevent import monkey; monkey.patch_all()
+import time, gevent
+from llmgate import create_app
+from llmgate.auth import passwords
+app = create_app()
+app.config["TESTING"] = False  # the real argon2 cost: tens of ms per hash
+ticks = []
+def ticker():
+    while True:
+        ticks.append(time.monotonic())
+        gevent.sleep(0.002)
+def hash_twice():
+    with app.app_context():
+        stored = passwords.hash_password("pw-Secret-123")
+        assert passwords.verify_password(stored, "pw-Secret-123")
+        assert not passwords.verify_password(stored, "wrong-password")
+tick = gevent.spawn(ticker)
+gevent.sleep(0.01)
+started = time.monotonic()
+gevent.spawn(hash_twice).get()
+took = time.monotonic() - started
+tick.kill()
+during = [t for t in ticks if t >= started]
+gaps = [b - a for a, b in zip(during, during[1:])]
+print(round(took, 3), len(during), round(max(gaps, default=took), 3))
+"""
+
+
+@pytest.mark.once
+def test_password_hashing_does_not_freeze_a_gevent_worker(process_env):
+    # Three argon2 runs take tens of ms each; meanwhile another greenlet must keep ticking.
+    result = subprocess.run([*LLMGATE[:1], "-c", GEVENT_HASHING_PROBE], env=process_env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    took, ticks, worst_gap = result.stdout.strip().splitlines()[-1].split()
+    assert float(took) > 0.05, result.stdout  # real hashing happened
+    assert int(ticks) >= 10 and float(worst_gap) < 0.05, result.stdout

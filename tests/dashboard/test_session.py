@@ -26,6 +26,19 @@ def test_sign_in_sets_a_hardened_session_cookie(browser, member):
     assert member.email in page and "Sign out" in page
 
 
+def test_the_v1_api_never_opens_a_session(app, browser, member):
+    # Signed in, the same client calls /v1: no session is read or written for it.
+    browser.get("/dashboard/login")
+    browser.post("/dashboard/login", {"email": member.email, "password": "pw-Secret-123"})
+    interface = app.session_interface
+    with app.test_request_context("/v1/models"):
+        from flask import request
+        assert interface.is_null_session(interface.open_session(app, request))
+    response = browser.client.get("/v1/models")
+    assert response.status_code == 401 and "Set-Cookie" not in response.headers
+    assert member.email in browser.get("/dashboard/").get_data(as_text=True)  # the session is intact
+
+
 def test_cookie_is_secure_over_https_and_in_production(app_factory, migrated, make_user):
     user = make_user("secure@example.com")
     for app, base in ((app_factory(), "https://localhost"), (app_factory(SESSION_COOKIE_SECURE=True), "http://localhost")):

@@ -116,6 +116,23 @@ def test_missing_key_raises_only_when_used(app_factory, app, tmp_path):
             catalog.provider(catalog.deployments("b")[0])
 
 
+def test_warm_up_builds_every_usable_provider_before_any_request(app_factory, app, tmp_path):
+    # What a gunicorn worker runs before serving (llmgate.gunicorn_conf.warm_up).
+    from llmgate.gunicorn_conf import warm_up
+
+    path = tmp_path / "models.yaml"
+    path.write_text(VALID)
+    gateway_app = app_factory(MODELS_FILE=str(path))
+    warm_up(gateway_app)
+    with gateway_app.app_context():
+        catalog = get_catalog()
+        a = catalog.deployments("a")[0]
+        assert catalog._providers.keys() == {a}  # b has no key: skipped, and still refused when used
+        assert catalog.build_providers() == []
+        with pytest.raises(MissingCredentials):
+            catalog.provider(catalog.deployments("b")[0])
+
+
 def _touch_later(path):
     # Filesystems with coarse timestamps: make sure the new mtime differs.
     stat = os.stat(path)

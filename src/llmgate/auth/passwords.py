@@ -6,6 +6,10 @@ made with other parameters are upgraded on the next successful login (``needs_re
 """
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
@@ -19,6 +23,8 @@ _HASHER_KEY = "llmgate.password_hasher"
 
 # Test-only profile: argon2id with minimal cost. Never used unless TESTING is set.
 _TESTING_PARAMETERS = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+
+T = TypeVar("T")
 
 
 def _hasher() -> PasswordHasher:
@@ -42,14 +48,29 @@ def check_password_rules(password: object, *, field: str = "password") -> str:
     return password
 
 
+def _off_the_loop(call: Callable[..., T], *args: object) -> T:
+    """Run ``call`` on gevent's thread pool when the worker is a gevent one.
+
+    argon2 spends tens of ms of CPU per hash with the GIL released (argon2-cffi's C call): on a
+    pool thread a sign-in no longer freezes every other request of its worker meanwhile, which
+    is what lets ``llmgate serve`` run one gevent worker per core. Elsewhere, a plain call.
+    """
+    if "gevent.monkey" in sys.modules:
+        from gevent import get_hub, monkey
+
+        if monkey.is_module_patched("threading"):
+            return get_hub().threadpool.apply(call, args)
+    return call(*args)
+
+
 def hash_password(password: str) -> str:
-    return _hasher().hash(password)
+    return _off_the_loop(_hasher().hash, password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     """True when ``password`` matches; a malformed stored hash counts as a mismatch."""
     try:
-        return _hasher().verify(password_hash, password)
+        return _off_the_loop(_hasher().verify, password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -50,7 +50,7 @@ def gunicorn_command(extra_args: tuple[str, ...] = ()) -> list[str]:
 @click.command("serve", context_settings={"ignore_unknown_options": True})
 @click.option("--bind", "-b", help="host:port or unix:/path to listen on [env LLMGATE_BIND; default 127.0.0.1:8000].")
 @click.option("--workers", "-w", type=click.IntRange(min=1),
-              help="Worker processes [env LLMGATE_WORKERS; default 2 x cores + 1, at most 16].")
+              help="Worker processes [env LLMGATE_WORKERS; default gevent: one per core (at least 2), at most 16].")
 @click.option("--worker-class", "-k", type=click.Choice(["gevent", "gthread", "sync"]),
               help="gunicorn worker class [env LLMGATE_WORKER_CLASS; default gevent].")
 @click.option("--dry-run", is_flag=True, help="Print the gunicorn command and settings, then exit.")

@@ -31,7 +31,18 @@ SIGN_IN_FIRST_MESSAGE = "Please sign in to continue."
 
 
 class DashboardSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, marked Secure whenever the request itself came over https."""
+    """Flask's signed-cookie session, marked Secure whenever the request itself came over https.
+
+    The ``/v1`` API never has one: its callers authenticate with keys, and opening a session
+    (a serializer built and a cookie looked for) on every proxied call is wasted work.
+    """
+
+    sessionless_prefixes = ("/v1/",)
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        if request.path.startswith(self.sessionless_prefixes):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure

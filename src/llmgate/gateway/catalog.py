@@ -102,6 +102,20 @@ class Catalog:
                 self._providers[deployment] = provider
         return provider
 
+    def build_providers(self) -> list[str]:
+        """Build every usable deployment's provider now (imports its SDK, prepares its requests),
+        so the first request a process serves is as fast as the rest; the ids that failed."""
+        failed = []
+        for deployment in self.deployments():
+            if deployment.id in self.missing_keys:
+                continue
+            try:
+                self.provider(deployment)
+            except Exception:
+                log.warning("could not build the provider of %s", deployment.id, exc_info=True)
+                failed.append(deployment.id)
+        return failed
+
 
 class CatalogHolder:
     """Holds the current catalog of one app, and swaps in a new one when models.yaml changes."""
