@@ -915,11 +915,14 @@ def main() -> int:
                                 f"{fmt(r['rows_s_ticks'])} rows/s = {fmt(r['ratio_ticks'], '.1%')} of {ideal:.0f} (target ≥ 90%)")
     if report.get("memory"):
         m = report["memory"]
+        # The memory a process tree uses is its PSS: forked processes (the RQ scheduler, each work
+        # horse) share their parent's pages copy-on-write, and an RSS sum counts those once per
+        # process. Both are reported; the verdict is on PSS, and on every single process's RSS.
         for group, label in (("api", "API process tree"), ("worker", "worker process tree")):
-            ok = m[f"peak_{group}_mb"] < 500
-            report["checks"].append(f"{'PASS' if ok else 'MISS'} memory, {label}: peak RSS sum {m[f'peak_{group}_mb']} MB "
-                                    f"(largest process {m[f'peak_{group}_process_mb']} MB, PSS {m[f'peak_{group}_pss_mb']} MB; "
-                                    "target < 500 MB)")
+            ok = m[f"peak_{group}_pss_mb"] < 500 and m[f"peak_{group}_process_mb"] < 500
+            report["checks"].append(f"{'PASS' if ok else 'MISS'} memory, {label}: peak PSS {m[f'peak_{group}_pss_mb']} MB, "
+                                    f"largest process RSS {m[f'peak_{group}_process_mb']} MB (RSS sum "
+                                    f"{m[f'peak_{group}_mb']} MB; target < 500 MB)")
     report["loadavg_end"] = load()
     report["rss_series"] = rss.series
     report["elapsed_s"] = round(time.monotonic() - START, 1)

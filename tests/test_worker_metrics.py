@@ -15,7 +15,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from flask.cli import ScriptInfo
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmgate import metrics
+from llmgate import metrics, worker_metrics
 from llmgate.cli import cli
 from llmgate.extensions import get_queue
 
@@ -80,7 +80,7 @@ def test_jobs_of_a_burst_worker_show_up_on_the_api_metrics(api, process_env):  #
     assert ("llmgate_http_requests_in_flight", ()) in samples
     assert worker_start_times(samples) == []
     # Its totals were compacted: no folder per process or per job is left.
-    root = metrics.worker_metrics_root(api.instance_path)
+    root = worker_metrics.worker_metrics_root(api.instance_path)
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["retired"]
     assert len(list((root / "retired").glob("*.db"))) <= 2
 
@@ -141,15 +141,15 @@ def write(folder: Path, identity: str, typ: str, samples: dict[tuple[str, str, t
 
 def totals(root: Path) -> dict[tuple[str, tuple], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in metrics.WorkerCollector(root=root).collect() for s in family.samples}
+            for family in worker_metrics.WorkerCollector(root=root).collect() for s in family.samples}
 
 
 def test_folders_keep_totals_across_supervisors_and_drop_what_died(tmp_path):
     root = tmp_path / "prometheus-worker"
     jobs = ("llmgate_jobs", "llmgate_jobs_total", (("job", "j"),))
     busy = ("llmgate_busy", "llmgate_busy", ())
-    running = metrics.WorkerMetricsFolder.create(root)
-    killed = metrics.WorkerMetricsFolder.create(root)
+    running = worker_metrics.WorkerMetricsFolder.create(root)
+    killed = worker_metrics.WorkerMetricsFolder.create(root)
     for folder, pid in ((running, "101"), (killed, "202")):
         write(folder.path, pid, "counter", {jobs: 2})
         write(folder.path, pid, "gauge_livesum", {busy: 1})
@@ -165,7 +165,7 @@ def test_folders_keep_totals_across_supervisors_and_drop_what_died(tmp_path):
     assert busy_key not in totals(root) and totals(root)[jobs_key] == 4
 
     # The next supervisor folds the killed one's totals into `retired`: nothing is lost or counted twice.
-    newcomer = metrics.WorkerMetricsFolder.create(root)
+    newcomer = worker_metrics.WorkerMetricsFolder.create(root)
     assert not (killed.path / "counter_202.db").exists() and totals(root)[jobs_key] == 4
     running.close()
     newcomer.close()
@@ -175,12 +175,12 @@ def test_folders_keep_totals_across_supervisors_and_drop_what_died(tmp_path):
 
 def test_a_reader_waits_for_a_supervisor_that_is_retiring_folders(tmp_path):
     root = tmp_path / "prometheus-worker"
-    metrics.WorkerMetricsFolder.create(root).close()
+    worker_metrics.WorkerMetricsFolder.create(root).close()
     fd = os.open(root / ".lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         started = time.monotonic()
-        assert metrics.WorkerCollector(root=root).collect() == []  # gives up rather than hang a scrape
+        assert worker_metrics.WorkerCollector(root=root).collect() == []  # gives up rather than hang a scrape
         assert time.monotonic() - started >= 1
     finally:
         os.close(fd)
@@ -192,7 +192,7 @@ def test_api_metrics_add_worker_families_to_its_own_once(app_factory, tmp_path):
     before = client.get("/metrics").get_data(as_text=True)
     assert 'origin="worker"' not in before  # no worker ever ran on this instance
 
-    folder = metrics.WorkerMetricsFolder.create(metrics.worker_metrics_root(api.instance_path))
+    folder = worker_metrics.WorkerMetricsFolder.create(worker_metrics.worker_metrics_root(api.instance_path))
     try:
         write(folder.path, "7", "histogram", {
             ("llmgate_job_duration_seconds", "llmgate_job_duration_seconds_sum",

@@ -16,13 +16,14 @@ logged and restarted after a back-off.
 Metrics: ``llmgate worker`` is always a small supervisor (:func:`supervise`) over its worker
 processes, because prometheus_client must be in multiprocess mode before ``llmgate.metrics`` is
 first imported, and the command line has imported it by the time a command runs. The supervisor
-makes a fresh metrics folder (``llmgate.metrics.WorkerMetricsFolder``), starts each worker with
-``PROMETHEUS_MULTIPROC_DIR`` pointing there, clears the live gauges of a worker that exits, and
-can serve the folder itself (``--metrics-bind``). A worker records the duration and outcome of
+makes a fresh metrics folder (``llmgate.worker_metrics.WorkerMetricsFolder``), starts each worker
+with ``PROMETHEUS_MULTIPROC_DIR`` pointing there, clears the live gauges of a worker that exits,
+and can serve the folder itself (``--metrics-bind``). A worker records the duration and outcome of
 every job it runs (``llmgate_job_duration_seconds``), whatever the job function does.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -39,7 +40,7 @@ from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation
 from rq.job import JobStatus
 
-from . import metrics
+from . import metrics, worker_metrics
 from .extensions import QUEUE_NAMES, db, get_queue, get_redis
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,14 @@ class AppWorker(Worker):
         finally:
             # The horse is gone; its in-flight gauges must not stay in /metrics.
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-                mark_process_dead(metrics.horse_identity(self._owner_pid), os.environ["PROMETHEUS_MULTIPROC_DIR"])
+                mark_process_dead(worker_metrics.horse_identity(self._owner_pid),
+                                  os.environ["PROMETHEUS_MULTIPROC_DIR"])
             metrics.JOB_DURATION.labels(_job_name(job), _job_outcome(job)).observe(time.perf_counter() - started)
 
     def main_work_horse(self, job, queue):
         try:
             # One set of metric files for all the horses of this worker, not one per job.
-            metrics.use_process_identity(metrics.horse_identity(self._owner_pid))
+            worker_metrics.use_process_identity(worker_metrics.horse_identity(self._owner_pid))
             _drop_inherited_connections(self.app)
         except BaseException:
             # Returning from here would run the worker's own loop in the horse.
@@ -162,7 +164,9 @@ class LoopRunner:
 # Modules every job needs (or most: ingest and finalize read and write tables), imported once in the
 # worker so each work horse inherits them at fork instead of importing them again: the openai SDK
 # alone took ~1.4 s per horse, i.e. per 500-row chunk (docs/benchmarks.md, "Batches").
-PRELOAD_MODULES = ("llmgate.batches.jobs", "llmgate.accounting.drain", "openai", "anthropic", "pandas")
+# Not pandas: only ingest and finalize use it, once per batch each (~0.5 s), and in the parent it
+# cost ~90 MB in every process of the worker tree (docs/benchmarks.md, "Batches", memory).
+PRELOAD_MODULES = ("llmgate.batches.jobs", "llmgate.accounting.drain", "openai", "anthropic")
 
 
 def preload(app: Flask) -> list[str]:
@@ -199,6 +203,9 @@ def preload(app: Flask) -> list[str]:
         except Exception:  # an optional dependency missing from this install
             log.info("not preloading %s", name, exc_info=True)
             failed.append(name)
+    # What is loaded now lives as long as the worker: out of the collector's sight, a work horse's
+    # collections no longer touch (and so copy) the pages it shares with its parent.
+    gc.freeze()
     log.debug("preloaded job modules in %.2fs", time.perf_counter() - started,
               extra={"providers": sorted(kinds), "failed": failed})
     return failed
@@ -238,9 +245,9 @@ def supervise(count: int, child_args: Sequence[str], *, burst: bool = False, met
     """Run ``count`` worker processes; forward SIGTERM/SIGINT; replace a crashed one (except in burst).
 
     With ``metrics_root``, the workers run in prometheus_client's multiprocess mode in a fresh folder
-    under it (``llmgate.metrics.WorkerMetricsFolder``); ``metrics_bind`` (host, port) also serves that
-    folder on ``/metrics``, behind ``metrics_token`` when one is given. Returns the first non-zero
-    exit status of a worker, else 0.
+    under it (``llmgate.worker_metrics.WorkerMetricsFolder``); ``metrics_bind`` (host, port) also
+    serves that folder on ``/metrics``, behind ``metrics_token`` when one is given. Returns the first
+    non-zero exit status of a worker, else 0.
     """
     command = [sys.executable, "-c", "from llmgate.cli import main; main()", *child_args]
     stopping = threading.Event()
@@ -257,19 +264,19 @@ def supervise(count: int, child_args: Sequence[str], *, burst: bool = False, met
                 child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    folder: metrics.WorkerMetricsFolder | None = None
+    folder: worker_metrics.WorkerMetricsFolder | None = None
     server = None
     try:
         if metrics_root is not None:
             try:
-                folder = metrics.WorkerMetricsFolder.create(metrics_root)
+                folder = worker_metrics.WorkerMetricsFolder.create(metrics_root)
             except OSError as exc:
                 raise SupervisorError(f"cannot use {metrics_root} for worker metrics: {exc}") from exc
             # The workers start with it, so prometheus_client is in multiprocess mode before any metric exists.
             env["PROMETHEUS_MULTIPROC_DIR"] = str(folder.path)
             if metrics_bind is not None:
                 try:
-                    server = metrics.serve_worker_metrics(*metrics_bind, folder.path, metrics_token)
+                    server = worker_metrics.serve_worker_metrics(*metrics_bind, folder.path, metrics_token)
                 except OSError as exc:
                     raise SupervisorError(f"cannot serve worker metrics on {metrics_bind[0]}:{metrics_bind[1]}: "
                                           f"{exc.strerror or exc}") from exc

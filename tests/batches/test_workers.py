@@ -67,7 +67,9 @@ def test_cancel_stops_a_running_batch_within_seconds(batch_app, bclient, headers
     fake.delay_s = 0.2
     batch = _create(bclient, headers, chat_lines(200))
     workers.start(1)
-    deadline = time.monotonic() + 30
+    # Only the precondition (the batch is running): a worker starting on a saturated CI box has
+    # taken over 30 s to get here; what is tested, cancel within 5 s, is unchanged below.
+    deadline = time.monotonic() + 90
     while _done(batch_app, batch["id"]) < 5:
         assert time.monotonic() < deadline
         time.sleep(0.05)

@@ -40,8 +40,8 @@ def _parse_bind(value: str | None) -> tuple[str, int] | None:
 def worker(queues: str, burst: bool, count: int, max_jobs: int | None, no_scheduler: bool,
            metrics_bind: str | None) -> None:
     """Run background jobs (batches, usage draining) until SIGTERM."""
-    from .. import metrics
     from .. import worker as worker_module
+    from .. import worker_metrics
 
     names = [name.strip() for name in queues.split(",") if name.strip()]
     if not names:
@@ -57,7 +57,7 @@ def worker(queues: str, burst: bool, count: int, max_jobs: int | None, no_schedu
     try:
         status = worker_module.supervise(
             count, child_args, burst=burst,
-            metrics_root=metrics.worker_metrics_root(app.instance_path, app.config.get("METRICS_DIR")),
+            metrics_root=worker_metrics.worker_metrics_root(app.instance_path, app.config.get("METRICS_DIR")),
             metrics_bind=bind, metrics_token=app.config.get("METRICS_TOKEN"))
     except worker_module.SupervisorError as exc:
         raise click.ClickException(str(exc)) from exc
