@@ -93,6 +93,34 @@ def test_revocation_reaches_another_process_within_a_second(app_factory, app, ad
         authenticate(other, **bearer(plaintext))
 
 
+def test_a_revocation_during_a_cache_fill_is_not_undone_by_it(app_factory, app, member, make_key, login):
+    # `other` misses every cache and reads the key from the database; the revocation commits
+    # and invalidates right after that read (as `other` goes on to load the key's user), before
+    # `other` fills Redis with what it read.
+    plaintext, key = make_key(member)
+    other = app_factory()
+    access = login(member)["access_token"]
+    revoked = []
+
+    def revoke_after_the_read(conn, cursor, statement, parameters, context, executemany):
+        if "FROM users" in statement and not revoked:
+            revoked.append(app.test_client().delete(f"/api/keys/{key.id}", headers=bearer(access)).status_code)
+
+    with other.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", revoke_after_the_read)
+    try:
+        assert authenticate(other, **bearer(plaintext)).key_id == key.id  # read before the revocation
+    finally:
+        event.remove(engine, "before_cursor_execute", revoke_after_the_read)
+    assert revoked == [200]
+    # What `other` read was not cached, in Redis or in process: the very next call is refused.
+    with pytest.raises(Unauthorized):
+        authenticate(other, **bearer(plaintext))
+    with pytest.raises(Unauthorized):
+        authenticate(app_factory(), **bearer(plaintext))
+
+
 def test_deactivation_and_role_change_reach_another_process_within_a_second(app_factory, app, admin, member,
                                                                            make_key, auth_headers):
     plaintext, _ = make_key(member)

@@ -5,6 +5,11 @@ affects who may do what (revocation, expiry, deactivation, role, limits, allow-l
 the Redis entry (:func:`invalidate_user`, :func:`invalidate_key_hash`); other processes drop
 their in-process copy within ``AUTH_LOCAL_CACHE_TTL_S`` (default and maximum 1 s), so changes
 take effect everywhere within a second without a database query per request.
+
+A lookup that misses Redis reads the database and then fills Redis; an invalidation landing
+between those two steps must not be undone by the fill (a revoked key would work for the entry's
+whole TTL). So every entry has a version counter: invalidating bumps it, and the fill is written
+only if the version it read before the database query is still current (one Lua script).
 """
 from __future__ import annotations
 
@@ -26,6 +31,18 @@ from ..models.user import User
 from .principal import Budget, Limits, Principal
 
 REDIS_PREFIX = "llmgate:auth:principal:"
+VERSION_PREFIX = "llmgate:auth:principal-version:"
+# A version must outlive any fill that read it: far longer than a database query can take.
+VERSION_TTL_S = 3600
+# Fill the entry only if nobody invalidated it since the version was read (SET and EXPIRE apart:
+# the embedded Redis 6.2 must not run a SET EX from Lua, see accounting/admit.lua).
+_FILL = """
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+_FILL_KEY = "llmgate.auth.principal_cache.fill"
 _LOCAL_KEY = "llmgate.auth.principal_cache"
 _MISSING = "missing"  # cached "no such (active) key/user", so bad keys don't reach the database
 
@@ -197,7 +214,7 @@ def _lookup(cache_key: str, load: Callable[[], CachedPrincipal]) -> CachedPrinci
     if entry is not None:
         return entry
     redis = get_redis()
-    raw = redis.get(REDIS_PREFIX + cache_key)
+    raw, version = redis.mget(REDIS_PREFIX + cache_key, VERSION_PREFIX + cache_key)
     if raw is not None:
         entry = loads(raw)
     else:
@@ -207,9 +224,19 @@ def _lookup(cache_key: str, load: Callable[[], CachedPrincipal]) -> CachedPrinci
             ttl = max(1, min(ttl, int(entry.expires_at - time.time()) + 1))
         if entry.principal is None:
             ttl = min(ttl, 60)  # unknown keys: short, so the database isn't asked on every retry
-        redis.set(REDIS_PREFIX + cache_key, dumps(entry), ex=ttl)
+        filled = _fill_script(redis)(keys=[REDIS_PREFIX + cache_key, VERSION_PREFIX + cache_key],
+                                     args=[version or b"", dumps(entry), ttl])
+        if not filled:  # invalidated while we read: what we read may be stale, keep it for this call only
+            return entry
     local.put(cache_key, entry)
     return entry
+
+
+def _fill_script(redis: Any) -> Any:
+    script = current_app.extensions.get(_FILL_KEY)
+    if script is None or script.registered_client is not redis:
+        script = current_app.extensions[_FILL_KEY] = redis.register_script(_FILL)
+    return script
 
 
 def for_key_hash(key_hash: str) -> CachedPrincipal:
@@ -222,16 +249,26 @@ def for_user_id(user_id: int) -> CachedPrincipal:
 
 # --- invalidation -------------------------------------------------------------------------------
 
+def _invalidate(*cache_keys: str) -> None:
+    """Drop the entries and bump their versions, so a fill already reading the database is not written."""
+    if not cache_keys:
+        return
+    pipe = get_redis().pipeline(transaction=False)
+    for cache_key in cache_keys:
+        pipe.incr(VERSION_PREFIX + cache_key)
+        pipe.expire(VERSION_PREFIX + cache_key, VERSION_TTL_S)
+    pipe.delete(*(REDIS_PREFIX + cache_key for cache_key in cache_keys))
+    pipe.execute()
+    local = local_cache()
+    for cache_key in cache_keys:
+        local.discard(cache_key)
+
+
 def invalidate_key_hash(*key_hashes: str) -> None:
-    if key_hashes:
-        get_redis().delete(*(REDIS_PREFIX + "key:" + h for h in key_hashes))
-        for h in key_hashes:
-            local_cache().discard("key:" + h)
+    _invalidate(*("key:" + h for h in key_hashes))
 
 
 def invalidate_user(user_id: int) -> None:
     """Forget the user's principal and those of all their keys (role, limits, active changed)."""
     hashes = db.session.execute(select(ApiKey.key_hash).where(ApiKey.user_id == user_id)).scalars().all()
-    get_redis().delete(REDIS_PREFIX + f"user:{int(user_id)}")
-    local_cache().discard(f"user:{int(user_id)}")
-    invalidate_key_hash(*hashes)
+    _invalidate(f"user:{int(user_id)}", *("key:" + h for h in hashes))
