@@ -100,6 +100,24 @@ def test_create_validation_and_listing(batch_app, bclient, headers):
     assert [b["id"] for b in rest["data"]] == [ids[0]] and rest["has_more"] is False
 
 
+def test_file_listing_pages_both_ways(batch_app, bclient, headers):
+    ids = [upload(bclient, headers, chat_lines(1), filename=f"f{i}.jsonl").get_json()["id"] for i in range(5)]
+    newest = ids[::-1]
+    seen, after = [], None
+    while True:  # pages of two, newest first, until has_more says stop
+        query = "/v1/files?limit=2" + (f"&after={after}" if after else "")
+        page = bclient.get(query, headers=headers).get_json()
+        seen += [f["id"] for f in page["data"]]
+        after = page["last_id"]
+        if not page["has_more"]:
+            break
+    assert seen == newest
+    oldest = bclient.get(f"/v1/files?order=asc&limit=3&after={ids[0]}", headers=headers).get_json()
+    assert [f["id"] for f in oldest["data"]] == ids[1:4] and oldest["has_more"] is True
+    bad = bclient.get("/v1/files?order=sideways", headers=headers)
+    assert bad.status_code == 422 and bad.get_json()["error"]["param"] == "order"
+
+
 def test_cancel_before_running(batch_app, bclient, headers):
     file_id = upload(bclient, headers, chat_lines(4)).get_json()["id"]
     batch = create(bclient, headers, file_id).get_json()

@@ -69,22 +69,31 @@ def get(*, principal: Principal, file_id: str) -> StoredFile:
 
 
 def list_files(*, principal: Principal, purpose: str | None = None, limit: int = 10_000, after: str | None = None,
-               order: str = "desc") -> list[StoredFile]:
-    query = select(StoredFile).where(StoredFile.user_id == principal.user_id)
+               order: str = "desc") -> tuple[list[StoredFile], bool]:
+    """``(page, has_more)``, newest first unless ``order="asc"``; ``after`` is the last id seen."""
+    if order not in ("asc", "desc"):
+        raise ValidationError("order must be 'asc' or 'desc'.", details={"order": "invalid"}, param="order")
     if purpose and purpose not in PURPOSES:
         raise ValidationError(f"purpose must be one of {', '.join(PURPOSES)}.", details={"purpose": "invalid"},
                               param="purpose")
+    query = select(StoredFile).where(StoredFile.user_id == principal.user_id)
     if purpose:
         query = query.where(StoredFile.purpose == purpose)
-    newest_first = order != "asc"
+    newest_first = order == "desc"
     if after:
+        # (created_at, id) is the sort key: files uploaded in the same instant are neither skipped nor repeated.
         cursor = get(principal=principal, file_id=after)
-        query = query.where((StoredFile.created_at < cursor.created_at) if newest_first
-                            else (StoredFile.created_at > cursor.created_at))
+        if newest_first:
+            query = query.where((StoredFile.created_at < cursor.created_at)
+                                | ((StoredFile.created_at == cursor.created_at) & (StoredFile.id < cursor.id)))
+        else:
+            query = query.where((StoredFile.created_at > cursor.created_at)
+                                | ((StoredFile.created_at == cursor.created_at) & (StoredFile.id > cursor.id)))
     ordering = (StoredFile.created_at.desc(), StoredFile.id.desc()) if newest_first else (
         StoredFile.created_at.asc(), StoredFile.id.asc())
     limit = max(1, min(int(limit), MAX_LIST))
-    return list(db.session.execute(query.order_by(*ordering).limit(limit)).scalars())
+    page = list(db.session.execute(query.order_by(*ordering).limit(limit + 1)).scalars())
+    return page[:limit], len(page) > limit
 
 
 def content_path(*, principal: Principal, file_id: str) -> tuple[StoredFile, Path]:

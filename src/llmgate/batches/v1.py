@@ -53,12 +53,12 @@ def upload_file():
 
 @bp.get("/files")
 def list_files():
-    rows = files.list_files(principal=g.principal, purpose=request.args.get("purpose"),
-                            limit=_limit(10_000, 10_000), after=request.args.get("after"),
-                            order=request.args.get("order", "desc"))
+    rows, has_more = files.list_files(principal=g.principal, purpose=request.args.get("purpose"),
+                                      limit=_limit(10_000, 10_000), after=request.args.get("after"),
+                                      order=request.args.get("order", "desc"))
     data = [files.file_object(r) for r in rows]
     return jsonify({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                    "last_id": data[-1]["id"] if data else None, "has_more": False})
+                    "last_id": data[-1]["id"] if data else None, "has_more": has_more})
 
 
 @bp.get("/files/<file_id>")
