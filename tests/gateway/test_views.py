@@ -165,6 +165,16 @@ def test_openai_models_list_and_retrieve(openai_client):
 def test_anthropic_models_list_and_retrieve(anthropic_client):
     page = anthropic_client.models.list()
     assert [m.id for m in page.data][:2] == ["gpt", "claude"]
+    every = ["gpt", "claude", "local", "pool", "flaky", "broken", "nokey", "slow"]
+    # The SDK's auto-paging follows has_more / last_id through after_id, three at a time.
+    assert [m.id for m in anthropic_client.models.list(limit=3)] == every
+    first = anthropic_client.models.list(limit=3)
+    assert [m.id for m in first.data] == every[:3] and first.has_more and first.last_id == "local"
+    back = anthropic_client.models.list(limit=2, before_id="local")
+    assert [m.id for m in back.data] == ["gpt", "claude"] and not back.has_more
+    for bad in ({"limit": 0}, {"limit": 1001}, {"after_id": "nope"}, {"after_id": "gpt", "before_id": "slow"}):
+        with pytest.raises(anthropic.BadRequestError):
+            anthropic_client.models.list(**bad)
     assert anthropic_client.models.retrieve("gpt").type == "model"
     with pytest.raises(anthropic.NotFoundError):
         anthropic_client.models.retrieve("nope")

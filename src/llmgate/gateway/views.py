@@ -180,14 +180,39 @@ def list_models() -> Response:
     principal = _authenticate()
     catalog = get_catalog()
     family = _family()
-    entries = [_model_entry(catalog, name, family, catalog.loaded_at) for name in _visible(catalog, principal)]
+    names = _visible(catalog, principal)
     if family == "anthropic":
-        body: dict[str, Any] = {"data": entries, "has_more": False,
+        names, has_more = _anthropic_page(names)
+        entries = [_model_entry(catalog, name, family, catalog.loaded_at) for name in names]
+        body: dict[str, Any] = {"data": entries, "has_more": has_more,
                                 "first_id": entries[0]["id"] if entries else None,
                                 "last_id": entries[-1]["id"] if entries else None}
-    else:
-        body = {"object": "list", "data": entries}
+    else:  # OpenAI's model list has no paging
+        body = {"object": "list", "data": [_model_entry(catalog, name, family, catalog.loaded_at) for name in names]}
     return _answer(json.dumps(body).encode(), 200, {})
+
+
+def _anthropic_page(names: list[str]) -> tuple[list[str], bool]:
+    """Anthropic's paging (``limit`` 1-1000, default 20; ``after_id`` or ``before_id``) over
+    the catalog's order: the page and whether more lie in the direction of travel."""
+    raw = request.args.get("limit", "20")
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise BadRequest(f"limit must be an integer between 1 and 1000, got {raw!r}.", param="limit")
+    after, before = request.args.get("after_id"), request.args.get("before_id")
+    if after is not None and before is not None:
+        raise BadRequest("Give after_id or before_id, not both.", param="before_id")
+    for param, cursor in (("after_id", after), ("before_id", before)):
+        if cursor is not None and cursor not in names:
+            raise BadRequest(f"{param} {cursor!r} is not a model in this list.", param=param)
+    if before is not None:
+        end = names.index(before)
+        return names[max(0, end - limit):end], end > limit
+    start = names.index(after) + 1 if after is not None else 0
+    return names[start:start + limit], len(names) > start + limit
 
 
 @bp.get("/models/<path:model_id>")
