@@ -710,12 +710,15 @@ def checks(results: list[dict], gateway: str = "llmgate") -> list[tuple[str, str
                         "PASS" if r["vs_litellm"] >= 4 else "MISS"))
         else:
             out.append(("0 ms, c=64 (saturated): ≥ 4× LiteLLM req/s", "LiteLLM not measured", "n/a"))
+    # The 10x is a delay-0 target (listed with the saturated one): at 50 ms, 16 streams
+    # cap even direct near 16 / 0.05 s = 320 req/s, less than 10x LiteLLM there.
     for delay in (0, 50):
         r = get(f"d{delay}/stream/c16")
         if r and "vs_litellm" in r:
             lite = by[("litellm", f"d{delay}/stream/c16")]["rps"]
+            verdict = ("PASS" if r["vs_litellm"] >= 10 else "MISS") if delay == 0 else "info (not a target)"
             out.append((f"streamed, c=16, {delay} ms: ≥ 10× LiteLLM req/s",
-                        f"{r['vs_litellm']:.1f}× ({r['rps']:.0f} vs {lite:.0f})", "PASS" if r["vs_litellm"] >= 10 else "MISS"))
+                        f"{r['vs_litellm']:.1f}× ({r['rps']:.0f} vs {lite:.0f})", verdict))
     mine = [r for r in results if r["target"] == gateway]
     if mine:
         worst = max(r["rss"]["max_proc_mb"] for r in mine)
