@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 from flask import Flask
 from prometheus_client.multiprocess import mark_process_dead
 from rq import Queue, Worker
-from rq.exceptions import InvalidJobOperation
+from rq.exceptions import InvalidJobOperation, StopRequested
 from rq.job import JobStatus
 
 from . import metrics, worker_metrics
@@ -69,19 +69,28 @@ class AppWorker(Worker):
         super().__init__(*args, **kwargs)
         self.app = app
         self._owner_pid = os.getpid()
+        self._job_started = 0.0
 
     def execute_job(self, job, queue):
+        self._job_started = time.perf_counter()
+        super().execute_job(job, queue)
+
+    def monitor_work_horse(self, job, queue, execution):
         # Measured here, in the worker, rather than in the horse: a horse that is killed (timeout,
         # out of memory, `rq` stop command) records nothing, and its job must still be counted.
-        started = time.perf_counter()
+        # And here rather than after execute_job: RQ marks the worker idle as execute_job ends, and
+        # SIGTERM to an idle worker raises StopRequested from the signal handler, wherever the worker
+        # is. Until this returns the worker is busy, so SIGTERM during this bookkeeping means "stop
+        # after this job" (a StopRequested raised inside it was once swallowed by _job_outcome).
         try:
-            super().execute_job(job, queue)
+            super().monitor_work_horse(job, queue, execution)
         finally:
             # The horse is gone; its in-flight gauges must not stay in /metrics.
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
                 mark_process_dead(worker_metrics.horse_identity(self._owner_pid),
                                   os.environ["PROMETHEUS_MULTIPROC_DIR"])
-            metrics.JOB_DURATION.labels(_job_name(job), _job_outcome(job)).observe(time.perf_counter() - started)
+            metrics.JOB_DURATION.labels(_job_name(job), _job_outcome(job)).observe(
+                time.perf_counter() - self._job_started)
 
     def main_work_horse(self, job, queue):
         try:
@@ -105,6 +114,8 @@ class AppWorker(Worker):
 def _job_name(job) -> str:
     try:
         return job.func_name
+    except StopRequested:  # never swallow RQ's stop signal (see AppWorker.monitor_work_horse)
+        raise
     except Exception:  # a job whose data cannot be read still ran (and failed)
         return "<unknown>"
 
@@ -114,6 +125,8 @@ def _job_outcome(job) -> str:
         status = job.get_status(refresh=True)
     except InvalidJobOperation:
         return "success"  # deleted as it finished (result_ttl=0); a failed job stays in the failed registry
+    except StopRequested:
+        raise
     except Exception:
         log.warning("could not read the status of job %s; counted as a failure", job.id, exc_info=True)
         return "failure"
