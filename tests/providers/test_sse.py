@@ -27,6 +27,14 @@ def test_crlf_and_unterminated_tail():
     assert list(split_events([b"data: 1\r\n\r\ndata: 2"])) == [b"data: 1\n\n", b"data: 2\n\n"]
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7])
+def test_crlf_split_between_chunks(size):
+    """A CRLF cut between two chunks (the CR ending one, the LF starting the next) is one line end."""
+    crlf = STREAM.replace(b"\n", b"\r\n")
+    chunks = [crlf[i:i + size] for i in range(0, len(crlf), size)]
+    assert list(split_events(chunks)) == list(split_events([STREAM]))
+
+
 def test_event_fields():
     event = encode_event({"type": "ping"}, event="ping")
     assert event == b'event: ping\ndata: {"type":"ping"}\n\n'

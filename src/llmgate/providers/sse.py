@@ -21,8 +21,13 @@ def split_event_batches(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
     """Whole events, grouped by the transport chunk that completed them (never an empty group):
     what arrived together can be written on together, in one send."""
     buffer = b""
+    held_cr = False  # a chunk ended in CR: it may be the first half of a CRLF the next one ends
     for chunk in chunks:
+        if held_cr:
+            chunk, held_cr = b"\r" + chunk, False
         if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                chunk, held_cr = chunk[:-1], True
             chunk = chunk.replace(b"\r\n", b"\n")
         buffer = buffer + chunk if buffer else chunk
         start = 0
