@@ -86,8 +86,9 @@ def load(instance_path: str | os.PathLike, environ: Mapping[str, str] | None = N
         "BATCH_JOB_TIMEOUT_S": int(env("BATCH_JOB_TIMEOUT_S", str(6 * 3600))),
         "BATCH_TABULAR_WINDOW": env("BATCH_TABULAR_WINDOW", "7d"),
         "RATE_LIMIT_FAIL_OPEN": _bool(env("RATE_LIMIT_FAIL_OPEN"), False),
-        # Accounting: a concurrency slot whose holder died frees itself after this lease.
-        "CONCURRENCY_LEASE_S": int(env("CONCURRENCY_LEASE_S", "600")),
+        # Accounting: a concurrency slot whose process died frees itself within this lease (live
+        # processes renew theirs every third of it: accounting/slots.py).
+        "CONCURRENCY_LEASE_S": float(env("CONCURRENCY_LEASE_S", "30")),
         # Accounting: soft budget alerts POST here (HMAC-signed with WEBHOOK_SECRET or SECRET_KEY).
         "BUDGET_WEBHOOK_URL": env("BUDGET_WEBHOOK_URL"),
         "WEBHOOK_SECRET": env("WEBHOOK_SECRET"),

