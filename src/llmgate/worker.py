@@ -39,6 +39,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation, StopRequested
 from rq.job import JobStatus
+from sqlalchemy.orm import configure_mappers
 
 from . import metrics, worker_metrics
 from .extensions import QUEUE_NAMES, db, get_queue, get_redis
@@ -187,9 +188,9 @@ def preload(app: Flask) -> list[str]:
 
     The provider modules of every provider kind in models.yaml (through
     ``providers.registry.provider_class``, so a kind added later is covered too) and
-    :data:`PRELOAD_MODULES`. Nothing is built or connected: the horse builds its own providers
-    (~50 ms) and opens its own connections. A failure is logged and skipped; the job that
-    needs the module will import it (and fail) itself.
+    :data:`PRELOAD_MODULES`; then the ORM's mappers are configured. Nothing is built or
+    connected: the horse builds its own providers (~50 ms) and opens its own connections. A
+    failure is logged and skipped; the job that needs the module will import it (and fail) itself.
     """
     import importlib
 
@@ -216,6 +217,10 @@ def preload(app: Flask) -> list[str]:
         except Exception:  # an optional dependency missing from this install
             log.info("not preloading %s", name, exc_info=True)
             failed.append(name)
+    # The ORM's first query configures the mappers under a global mutex. Done here, in the only
+    # thread there is yet: a horse forked while a worker loop thread held that mutex would wait
+    # for it for ever (seen in CI: a batch's ingest horse hung in Session.get).
+    configure_mappers()
     # What is loaded now lives as long as the worker: out of the collector's sight, a work horse's
     # collections no longer touch (and so copy) the pages it shares with its parent.
     gc.freeze()

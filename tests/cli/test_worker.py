@@ -170,3 +170,53 @@ def test_a_sigterm_while_the_worker_wraps_up_a_job_still_stops_it(process_env):
     assert "SIGTERM sent" in output and "stopped with job finished" in output, output
     assert "measured as {'success': 1.0}" in output, output  # and the job still counted, as a success
     assert worker.returncode == 0
+
+
+FORK_WHILE_CONFIGURING = """
+import importlib, os, sys, threading, time
+from llmgate import create_app
+from llmgate.extensions import db
+from llmgate.models.user import User
+from llmgate.worker import preload
+
+app = create_app()
+if sys.argv[1] == "preload":
+    preload(app)
+# A worker loop thread is inside SQLAlchemy's mapper configuration (its first ORM query) at the
+# moment RQ forks a work horse: the horse inherits the mutex held by a thread it does not have.
+held, release = threading.Event(), threading.Event()
+def configuring():
+    with importlib.import_module("sqlalchemy.orm.mapper")._CONFIGURE_MUTEX:
+        held.set()
+        release.wait()
+threading.Thread(target=configuring, daemon=True).start()
+assert held.wait(10)
+pid = os.fork()
+if pid == 0:  # the horse: its own connections, then the ORM query every job makes
+    with app.app_context():
+        db.engine.dispose(close=False)
+        db.session.get(User, 1)
+    os._exit(0)
+release.set()
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    if os.waitpid(pid, os.WNOHANG)[0]:
+        print("horse finished", flush=True)
+        sys.exit(0)
+    time.sleep(0.05)
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+print("horse deadlocked", flush=True)
+"""
+
+
+def test_a_horse_forked_while_a_loop_thread_configures_the_orm_does_not_hang(process_env):
+    """CI saw a batch's ingest horse hang for good in SQLAlchemy's mapper configuration: a worker
+    loop thread held the configuration mutex when RQ forked it. ``preload`` now configures the
+    mappers before any loop thread starts or any fork, so no horse ever needs that mutex."""
+    def run(mode, wait_s):
+        return subprocess.run([sys.executable, "-c", FORK_WHILE_CONFIGURING, mode, str(wait_s)], env=process_env,
+                              capture_output=True, text=True, timeout=60).stdout
+
+    assert "horse deadlocked" in run("no-preload", 3)  # the hazard is real: this is how it hung
+    assert "horse finished" in run("preload", 20)
