@@ -109,6 +109,8 @@ _KEEPERS: weakref.WeakSet[SlotKeeper] = weakref.WeakSet()
 
 
 def _forget_in_child() -> None:
+    global _CREATE_LOCK
+    _CREATE_LOCK = threading.Lock()  # a parent thread may have held it at the fork
     for keeper in list(_KEEPERS):
         keeper._forget()
 
