@@ -32,6 +32,7 @@ import redis
 from flask import Flask
 
 from .. import metrics
+from .process_thread import ProcessThread
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class Settler:
         self._app = app
         self._scripts = scripts
         self._client = client
+        self._flusher = ProcessThread("llmgate-settler", self._run)
         self._forget()
         atexit.register(self.send_now)
         # A forked child (an RQ work horse) starts empty: the parent sends what it had queued.
@@ -114,8 +116,7 @@ class Settler:
     # --- used by gate -------------------------------------------------------------------------
 
     def submit(self, item: Pending) -> None:
-        if self._pid != os.getpid():
-            self._start()
+        self._flusher.ensure_started()
         self._queue.append(item)
         self._wake.set()
 
@@ -168,17 +169,8 @@ class Settler:
     def _forget(self) -> None:
         self._queue: deque[Pending] = deque()
         self._wake = threading.Event()
-        self._start_lock = threading.Lock()
         self._sending = 0
-        self._pid = 0
-
-    def _start(self) -> None:
-        """Start this process's flusher, once (first use, or first use in a forked child)."""
-        with self._start_lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            threading.Thread(target=self._run, name="llmgate-settler", daemon=True).start()
+        self._flusher.forget()
 
     def _run(self) -> None:
         wake, app = self._wake, self._app

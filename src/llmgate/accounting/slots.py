@@ -24,6 +24,7 @@ from typing import Any
 from flask import Flask
 
 from ..extensions import get_redis
+from .process_thread import ProcessThread
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,12 @@ class SlotKeeper:
     def __init__(self, app: Flask) -> None:
         self._app = app
         self._script: Any = None
+        self._renewer = ProcessThread("llmgate-slot-renewer", _renew_while_alive, weakref.ref(self))
         self._forget()
         _KEEPERS.add(self)
 
     def hold(self, admission_id: str, slot_keys: tuple[str, ...]) -> None:
-        if self._pid != os.getpid():
-            self._start()
+        self._renewer.ensure_started()
         self._held[admission_id] = slot_keys
 
     def release(self, admission_id: str) -> None:
@@ -91,16 +92,7 @@ class SlotKeeper:
 
     def _forget(self) -> None:
         self._held: dict[str, tuple[str, ...]] = {}
-        self._start_lock = threading.Lock()
-        self._pid = 0
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            threading.Thread(target=_renew_while_alive, args=(weakref.ref(self),), name="llmgate-slot-renewer",
-                             daemon=True).start()
+        self._renewer.forget()
 
 
 # A forked child (an RQ work horse) holds none of its parent's slots. Weak, so that an app (a
