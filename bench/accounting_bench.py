@@ -51,6 +51,12 @@ def _measure(url: str, n: int) -> dict:
     app = Flask("bench")
     app.config.update(CONCURRENCY_LEASE_S=600, RATE_LIMIT_FAIL_OPEN=False)
     app.extensions[REDIS_KEY] = client
+    try:  # what create_app does for the gate; a baseline tree from before slot renewal has no slots
+        from llmgate.accounting import slots
+    except ImportError:
+        pass
+    else:
+        slots.init_app(app)
     usage = Usage(200, 50)
     big = dict(rpm=10**9, tpm=10**12, max_concurrency=10**6)
     cases = {

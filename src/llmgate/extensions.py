@@ -60,6 +60,21 @@ def get_queue(name: str = "default", app: Flask | None = None) -> Queue:
     return (app or current_app).extensions[QUEUES_KEY][name]
 
 
+_SCRIPTS_KEY = "llmgate.redis_scripts"
+
+
+def redis_script(source: str, app: Flask | None = None) -> Any:
+    """``source`` registered with the app's Redis client, once per client (redis-py's ``Script``:
+    EVALSHA, loading the script on NOSCRIPT)."""
+    app = app or current_app
+    client = get_redis(app)
+    scripts = app.extensions.setdefault(_SCRIPTS_KEY, {})
+    script = scripts.get(source)
+    if script is None or script.registered_client is not client:
+        script = scripts[source] = client.register_script(source)
+    return script
+
+
 def init_app(app: Flask, **_: Any) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"], render_as_batch=True, compare_type=True)

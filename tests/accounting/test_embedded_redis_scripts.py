@@ -25,7 +25,7 @@ import redis
 from flask import Flask
 
 from llmgate import embedded_redis, metrics
-from llmgate.accounting import budgets, gate, spend
+from llmgate.accounting import budgets, gate, slots, spend
 from llmgate.accounting.pricing import call_cost
 from llmgate.auth.principal import Budget, Limits
 from llmgate.extensions import REDIS_KEY
@@ -59,6 +59,7 @@ def test_admit_and_settle_keep_the_embedded_server_alive_and_spend_exact(embedde
     app = Flask("embedded-redis-test")
     app.config.update(CONCURRENCY_LEASE_S=600, RATE_LIMIT_FAIL_OPEN=False)
     app.extensions[REDIS_KEY] = embedded
+    slots.init_app(app)  # what create_app does for the gate (accounting.init_app)
     principal = make_principal(
         key_limits=Limits(rpm=10**9, tpm=10**12, max_concurrency=10**6),
         user_limits=Limits(rpm=10**9, tpm=10**12, max_concurrency=10**6),

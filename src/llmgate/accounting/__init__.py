@@ -9,6 +9,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from . import slots
     from .drain import drain_loop
 
     app.extensions.setdefault("llmgate.worker_loops", []).append(drain_loop)
+    slots.init_app(app)

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import weakref
-from typing import Any
 
 from flask import Flask
 
-from ..extensions import get_redis
+from ..extensions import redis_script
 from .process_thread import ProcessThread
 
 log = logging.getLogger(__name__)
@@ -60,7 +58,6 @@ class SlotKeeper:
 
     def __init__(self, app: Flask) -> None:
         self._app = app
-        self._script: Any = None
         self._renewer = ProcessThread("llmgate-slot-renewer", _renew_while_alive, weakref.ref(self))
         self._forget()
         _KEEPERS.add(self)
@@ -85,10 +82,7 @@ class SlotKeeper:
             for key in slot_keys:
                 keys.append(key)
                 args.append(admission_id)
-        client = get_redis(self._app)
-        if self._script is None or self._script.registered_client is not client:
-            self._script = client.register_script(_RENEW)
-        return int(self._script(keys=keys, args=args))
+        return int(redis_script(_RENEW, self._app)(keys=keys, args=args))
 
     def _forget(self) -> None:
         self._held: dict[str, tuple[str, ...]] = {}
@@ -101,8 +95,6 @@ _KEEPERS: weakref.WeakSet[SlotKeeper] = weakref.WeakSet()
 
 
 def _forget_in_child() -> None:
-    global _CREATE_LOCK
-    _CREATE_LOCK = threading.Lock()  # a parent thread may have held it at the fork
     for keeper in list(_KEEPERS):
         keeper._forget()
 
@@ -112,32 +104,23 @@ os.register_at_fork(after_in_child=_forget_in_child)
 
 def _renew_while_alive(ref: weakref.ref[SlotKeeper]) -> None:
     """The renewer: every third of a lease, until its keeper (and so its app) is gone."""
-    while True:
-        keeper = ref()
-        if keeper is None:
-            return
+    keeper = ref()
+    while keeper is not None:
         interval = lease_s(keeper._app) / 3
         del keeper  # only the app keeps it alive while this sleeps
         time.sleep(interval)
         keeper = ref()
-        if keeper is None:
-            return
-        try:
-            keeper.renew()
-        except Exception:  # Redis away: try again next time; a slot outlives two missed renewals
-            log.warning("could not renew concurrency slots", exc_info=True)
-        del keeper
+        if keeper is not None:
+            try:
+                keeper.renew()
+            except Exception:  # Redis away: try again next time; a slot outlives two missed renewals
+                log.warning("could not renew concurrency slots", exc_info=True)
 
 
-_CREATE_LOCK = threading.Lock()
+def init_app(app: Flask) -> None:
+    """Made with the app (accounting.init_app), so no request ever races to create it."""
+    app.extensions[KEEPER_KEY] = SlotKeeper(app)
 
 
 def keeper_for(app: Flask) -> SlotKeeper:
-    """This app's slot keeper (created on first use, once)."""
-    keeper = app.extensions.get(KEEPER_KEY)
-    if keeper is None:
-        with _CREATE_LOCK:
-            keeper = app.extensions.get(KEEPER_KEY)
-            if keeper is None:
-                keeper = app.extensions[KEEPER_KEY] = SlotKeeper(app)
-    return keeper
+    return app.extensions[KEEPER_KEY]

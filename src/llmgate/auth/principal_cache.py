@@ -24,7 +24,7 @@ from typing import Any, Callable
 from flask import current_app
 from sqlalchemy import select
 
-from ..extensions import db, get_redis
+from ..extensions import db, get_redis, redis_script
 from ..models.api_key import ApiKey
 from ..models.base import utcnow
 from ..models.user import User
@@ -42,7 +42,6 @@ redis.call('SET', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
-_FILL_KEY = "llmgate.auth.principal_cache.fill"
 _LOCAL_KEY = "llmgate.auth.principal_cache"
 _MISSING = "missing"  # cached "no such (active) key/user", so bad keys don't reach the database
 
@@ -224,19 +223,12 @@ def _lookup(cache_key: str, load: Callable[[], CachedPrincipal]) -> CachedPrinci
             ttl = max(1, min(ttl, int(entry.expires_at - time.time()) + 1))
         if entry.principal is None:
             ttl = min(ttl, 60)  # unknown keys: short, so the database isn't asked on every retry
-        filled = _fill_script(redis)(keys=[REDIS_PREFIX + cache_key, VERSION_PREFIX + cache_key],
+        filled = redis_script(_FILL)(keys=[REDIS_PREFIX + cache_key, VERSION_PREFIX + cache_key],
                                      args=[version or b"", dumps(entry), ttl])
         if not filled:  # invalidated while we read: what we read may be stale, keep it for this call only
             return entry
     local.put(cache_key, entry)
     return entry
-
-
-def _fill_script(redis: Any) -> Any:
-    script = current_app.extensions.get(_FILL_KEY)
-    if script is None or script.registered_client is not redis:
-        script = current_app.extensions[_FILL_KEY] = redis.register_script(_FILL)
-    return script
 
 
 def for_key_hash(key_hash: str) -> CachedPrincipal:
