@@ -49,14 +49,15 @@ class AnthropicProvider(Provider):
         super().__init__(deployment)
         # Tracing off: per-call spans are overhead on the hot path; llmgate has its own metrics.
         # The SDK's own client would set TCP keep-alive probes (a Messages call can be silent for minutes).
-        http = http_client(timeout=deployment.timeout_s, socket_options=tcp_keepalive_options())
+        keepalive = tcp_keepalive_options()
+        http = http_client(timeout=deployment.timeout_s, socket_options=keepalive)
         self._client = anthropic.Anthropic(api_key=deployment.api_key, base_url=deployment.api_base or None,
                                            max_retries=0, timeout=deployment.timeout_s, open_telemetry=False,
                                            http_client=http)
         # Without a key in models.yaml the SDK finds credentials itself (maybe refreshed per call):
         # only a static key lets its request be built once (sdk_call.Endpoint).
         self._messages = Endpoint(self._client, "/v1/messages", ANTHROPIC_ERRORS, http=http,
-                                  prepared=deployment.api_key is not None)
+                                  prepared=deployment.api_key is not None, socket_options=keepalive)
 
     def chat(self, body: dict[str, Any], *, stream: bool, timeout: float | None = None) -> RawResult | RawStream:
         response = self._messages.post(body, stream=stream, timeout=timeout or self.deployment.timeout_s)
@@ -68,4 +69,5 @@ class AnthropicProvider(Provider):
         raise BadRequestError(f"model {self.deployment.name!r} is served by Anthropic, which has no embeddings API")
 
     def close(self) -> None:
+        self._messages.close()
         self._client.close()

@@ -68,4 +68,6 @@ class OpenAIProvider(Provider):
         return raw_result(response, read_openai_usage)
 
     def close(self) -> None:
+        self._chat.close()
+        self._embeddings.close()
         self._client.close()
