@@ -181,6 +181,13 @@ def test_an_unread_answer_takes_its_connection_with_it(server, origin):
     assert server.connections == 2
 
 
+def test_a_connection_in_use_when_its_origin_closes_is_not_kept(server, origin):
+    reply = origin.exchange(HEAD, b"1", 5)
+    origin.close()
+    assert reply.read() == b'{"ok":true}'
+    assert not origin._idle
+
+
 def test_idle_connections_are_capped(server):
     origin = Origin(server.url, max_idle=1)
     try:

@@ -71,7 +71,7 @@ class Origin:
     """Keep-alive connections to one ``scheme://host:port`` and the exchanges over them."""
 
     __slots__ = ("host", "port", "tls", "_options", "_ssl", "_idle", "_poll", "keepalive_expiry", "max_idle",
-                 "__weakref__")
+                 "closed", "__weakref__")
 
     def __init__(self, url: httpx2.URL, *, socket_options: Iterable[SocketOption] | None = None,
                  ssl_context: ssl.SSLContext | None = None, keepalive_expiry: float = KEEPALIVE_EXPIRY_S,
@@ -87,6 +87,7 @@ class Origin:
         self._poll = os_poll()
         self.keepalive_expiry = keepalive_expiry
         self.max_idle = max_idle
+        self.closed = False
         _ORIGINS.add(self)
 
     # --- one exchange ---------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class Origin:
         return sock
 
     def checkin(self, sock: socket.socket) -> None:
-        if len(self._idle) < self.max_idle:
+        if not self.closed and len(self._idle) < self.max_idle:
             self._idle.append((sock, time.monotonic()))
         else:
             sock.close()
@@ -178,6 +179,9 @@ class Origin:
             sock.close()
 
     def close(self) -> None:
+        """Close the idle connections; those in use close when their answers end (a catalog reload
+        closes a replaced deployment's provider while its last calls may still be running)."""
+        self.closed = True
         self._close_idle()
 
     def _forget_after_fork(self) -> None:
