@@ -225,6 +225,14 @@ def test_a_body_that_does_not_decode_is_an_error(server, origin):
         origin.exchange(HEAD, b"1", 5).read()
 
 
+def test_an_encoding_that_was_not_offered_is_an_error_when_read(server, origin):
+    server.script.append(ok(b"\x00\x01", b"Content-Encoding: br"))
+    reply = origin.exchange(HEAD, b"1", 5)  # status and headers are still readable
+    assert reply.status_code == 200
+    with pytest.raises(httpx2.DecodingError, match="br"):
+        reply.read()
+
+
 def test_a_stream_arrives_as_it_is_sent(server, origin):
     release = threading.Event()
 

@@ -304,7 +304,20 @@ def _decoder(encoding: str | None) -> Any:
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if encoding == "deflate":
         return _Deflate()
-    raise httpx2.DecodingError(f"the upstream answered with an encoding it was not offered: {encoding!r}")
+    return _Unsupported(encoding)  # an error only if the body is decoded here (not for non-2xx answers)
+
+
+class _Unsupported:
+    __slots__ = ("encoding",)
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+
+    def decompress(self, data: bytes) -> bytes:
+        raise zlib.error(f"the upstream answered in an encoding it was not offered: {self.encoding!r}")
+
+    def flush(self) -> bytes:
+        return self.decompress(b"")
 
 
 class _Deflate:
