@@ -19,7 +19,7 @@ def endpoint_of(provider):
 def sdk_path(provider):
     """The same provider with its chat endpoint sent through ``client.post`` (the SDK's full path)."""
     prepared = endpoint_of(provider)
-    plain = Endpoint(prepared.client, prepared.path, prepared.errors, http=prepared._http, prepared=False)
+    plain = Endpoint(prepared.client, prepared.path, prepared.errors, http=None, prepared=False)
     if provider.wire_format == "anthropic":
         provider._messages = plain
     else:

@@ -1,5 +1,9 @@
 """The ``httpx2.Client`` under every provider's SDK client: httpcore2's pool, cheaper per request.
 
+It carries the SDKs' own path: calls of deployments without a static key, and everything behind an
+environment proxy. Calls with a static key (the common case) go over ``providers/origin.py``
+instead (``sdk_call.Endpoint``), cheaper still.
+
 Two costs of the stock client show up in the gateway's profile (docs/benchmarks.md, "Gateway"),
 both in httpcore2's sync network stream, and both are fixed here through httpcore2's public
 ``network_backend`` option rather than by patching the library:

@@ -107,19 +107,19 @@ def sdk_request(client: Any, path: str, http: httpx2.Client) -> httpx2.Request:
 class Endpoint:
     """One POST path of one SDK client (see the module's docstring for the prepared path).
 
-    ``http`` is the ``httpx2.Client`` given to the SDK client as ``http_client`` (None behind an
-    environment proxy); with ``prepared=False`` (or no ``http``) every call goes through
-    ``client.post``. ``socket_options`` are the prepared path's (the SDK's client has its own).
+    ``http`` is the ``httpx2.Client`` given to the SDK client as ``http_client`` (its headers go
+    into the prepared request; None behind an environment proxy); with ``prepared=False`` (or no
+    ``http``) every call goes through ``client.post``. ``socket_options`` are the prepared path's
+    (the SDK's client has its own).
     """
 
-    __slots__ = ("client", "path", "errors", "_http", "_url", "_origin", "_head", "_timeout_headers", "_heads")
+    __slots__ = ("client", "path", "errors", "_url", "_origin", "_head", "_timeout_headers", "_heads")
 
     def __init__(self, client: Any, path: str, errors: SdkErrors, *, http: httpx2.Client | None,
                  prepared: bool = True, socket_options: Iterable[SocketOption] | None = None) -> None:
         self.client = client
         self.path = path
         self.errors = errors
-        self._http = http
         self._url: httpx2.URL | None = None
         self._origin: Origin | None = None
         self._head = b""
