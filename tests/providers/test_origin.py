@@ -1,8 +1,13 @@
 """``origin.Origin``: keep-alive, stale connections, framing, encodings, timeouts and forks, against
 a raw TCP server that answers each request with scripted bytes."""
 import gzip
+import json
 import os
 import socket
+import ssl
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import zlib
@@ -10,6 +15,7 @@ from collections import deque
 
 import httpx2
 import pytest
+import trustme
 
 from llmgate.providers.origin import Origin
 
@@ -37,7 +43,8 @@ SILENT = "silent"  # read the request, never answer
 class RawServer:
     """Answers the n-th request with ``script[n]`` (``ok()`` when the script runs out)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.script: deque = deque()
@@ -48,7 +55,7 @@ class RawServer:
 
     @property
     def url(self) -> httpx2.URL:
-        return httpx2.URL(f"http://127.0.0.1:{self.port}")
+        return httpx2.URL(f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}")
 
     def _accept(self) -> None:
         while True:
@@ -62,6 +69,8 @@ class RawServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
             self._answer(conn)
         except OSError:  # closed under us when the test ends
             pass
@@ -299,3 +308,67 @@ def test_a_forked_child_does_not_reuse_its_parents_connections(server, origin):
 def test_only_http_and_https():
     with pytest.raises(ValueError, match="scheme"):
         Origin(httpx2.URL("ftp://example.com"))
+
+
+# --- TLS ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(ca):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server = RawServer(tls=context)
+    yield server
+    server.close()
+
+
+def test_tls_with_a_trusted_certificate(ca, tls_server):
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    origin = Origin(tls_server.url, ssl_context=context)
+    try:
+        tls_server.script.extend([ok(), chunked(b"first ", b"second")])
+        assert origin.exchange(HEAD, b"1", 5).read() == b'{"ok":true}'
+        assert b"".join(origin.exchange(HEAD, b"2", 5).iter_bytes()) == b"first second"
+        assert tls_server.connections == 1 and tls_server.bodies == [b"1", b"2"]
+    finally:
+        origin.close()
+
+
+def test_by_default_certificates_are_verified(tls_server):
+    origin = Origin(tls_server.url)  # httpx2's context: the CA bundle does not know this test CA
+    with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        origin.exchange(HEAD, b"1", 5)
+    assert tls_server.bodies == []
+
+
+def test_a_provider_over_https_trusts_what_ssl_cert_file_names(ca, tls_server, tmp_path):
+    """End to end in a fresh process: an openai deployment on https, prepared path, the CA given
+    the way an operator would (SSL_CERT_FILE, read by httpx2.create_ssl_context)."""
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    answer = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                      "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+    tls_server.script.extend([ok(answer), ok(answer)])
+    code = textwrap.dedent(f"""
+        from llmgate.providers.base import Deployment
+        from llmgate.providers.registry import build_provider
+        provider = build_provider(Deployment(name="x", provider="openai", model="m", api_key="k",
+                                             api_base="{tls_server.url}/v1"))
+        assert provider._chat.prepared
+        for _ in range(2):
+            result = provider.chat({{"model": "m", "messages": [{{"role": "user", "content": "hi"}}]}}, stream=False)
+            assert result.status == 200 and result.usage.total_tokens == 4, result
+        print("ok")
+    """)
+    env = {**os.environ, "SSL_CERT_FILE": str(ca_file)}
+    env.pop("SSL_CERT_DIR", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    assert tls_server.connections == 1 and len(tls_server.bodies) == 2

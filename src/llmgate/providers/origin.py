@@ -349,10 +349,10 @@ def _as_httpx(err: BaseException, *, connecting: bool) -> BaseException:
     message = str(err) or type(err).__name__
     if isinstance(err, (socket.timeout, TimeoutError)):
         return httpx2.ConnectTimeout(message) if connecting else httpx2.ReadTimeout(message)
-    if isinstance(err, (http.client.RemoteDisconnected, http.client.IncompleteRead)):
+    if isinstance(err, http.client.RemoteDisconnected):  # an OSError too, but a protocol failure
         return httpx2.RemoteProtocolError(message)
-    if isinstance(err, (http.client.HTTPException, ValueError)):
-        return httpx2.RemoteProtocolError(message)
-    if isinstance(err, OSError):
+    if isinstance(err, OSError):  # incl. ssl.SSLError (and SSLCertVerificationError, a ValueError too)
         return httpx2.ConnectError(message) if connecting else httpx2.ReadError(message)
+    if isinstance(err, (http.client.HTTPException, ValueError)):  # a malformed answer
+        return httpx2.RemoteProtocolError(message)
     return err
