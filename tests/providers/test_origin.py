@@ -51,7 +51,8 @@ class RawServer:
         self.connections = 0
         self.bodies: list[bytes] = []
         self._open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._accepter = threading.Thread(target=self._accept, daemon=True)
+        self._accepter.start()
 
     @property
     def url(self) -> httpx2.URL:
@@ -106,12 +107,16 @@ class RawServer:
                     conn.sendall(step)
 
     def close(self) -> None:
-        self.sock.close()
-        for conn in self._open:
+        # shutdown() first: close() alone does not wake a thread blocked in accept() or recv(), and
+        # the socket would live on, still listening, on a port the kernel may hand to the next server.
+        for sock in (self.sock, *self._open):
             try:
-                conn.close()
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            sock.close()
+        self._accepter.join(5)
+        assert not self._accepter.is_alive()
 
 
 @pytest.fixture
