@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 from flask import Flask, Response, g, request
 
 from . import metrics
+from .after_response import defer
 from .logging import REDACTED, request_id_var
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,8 @@ def _finish_request(response: Response) -> Response:
             fields["duration_ms"] = duration_ms
             if first_byte:
                 fields["ttfb_ms"] = round(first_byte[0] * 1000, 2)
-            access_log.info("%s %s %s %.1fms", fields["method"], fields["path"], status, duration_ms, extra=fields)
+            defer(access_log.info, "%s %s %s %.1fms", fields["method"], fields["path"], status, duration_ms,
+                  extra=fields)
         request_id_var.set(None)
 
     response.call_on_close(on_close)

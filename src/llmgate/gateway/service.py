@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, current_app, has_app_context
 
+from llmgate.after_response import defer
 from llmgate.auth.principal import Principal
 from llmgate.errors import BadRequest, NotFound
 from llmgate.gateway import exchange
@@ -127,15 +128,14 @@ class StreamReply:
         if close is not None:
             close()
         self._reply.close()
-        usage = self._reply.usage
-        if has_app_context():
-            self._settle(completed, usage)
-        else:
-            with self._app.app_context():
-                self._settle(completed, usage)
+        # The client has had every byte it will get: the attempt's close can wait (after_response).
+        defer(self._settle, completed, self._reply.usage)
 
     def _settle(self, completed: bool, usage: Any) -> None:
-        # The client has had every byte it will get: the settle need not hold this greenlet.
+        if not has_app_context():
+            with self._app.app_context():
+                self._settle(completed, usage)
+            return
         if self._reply.error is not None:
             self.attempt.fail(self._reply.error, usage, later=True)
         elif completed:

@@ -12,10 +12,12 @@ import logging
 import math
 import time
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
 
+from llmgate.after_response import defer
 from llmgate.auth.principal import Principal
 from llmgate.auth.v1 import authenticate
 from llmgate.errors import BadRequest, LLMGateError, NotFound, error_response
@@ -86,8 +88,9 @@ def _answer(body: bytes, status: int, headers: dict[str, str]) -> Response:
 def _whole(answer: service.ChatAnswer) -> Response:
     assert answer.result is not None
     response = _answer(answer.result.body, answer.result.status, answer.headers)
-    # Accounting's settle (a Redis round trip) runs once the answer is on its way, off the caller's clock.
-    response.call_on_close(answer.finish)
+    # The attempt's close (health, metrics, the usage event) runs once the answer is on its way,
+    # after the other answers ready to go (after_response).
+    response.call_on_close(partial(defer, answer.finish))
     return response
 
 
