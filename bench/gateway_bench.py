@@ -861,10 +861,13 @@ def main_run(args: argparse.Namespace, work: Path) -> int:
         counted = sum(float(m.group(1)) for m in re.finditer(
             rb'^llmgate_http_requests_total\{[^}]*route="[^"]*chat[^"]*"[^}]*\}\s+([0-9.e+]+)', raw, re.M))
         # Every answered request's attempt was closed (settled) too: their close runs after the answer.
+        answered = sum(float(m.group(1)) for m in re.finditer(
+            rb'^llmgate_http_requests_total\{(?=[^}]*route="[^"]*chat)(?=[^}]*status="200")[^}]*\}\s+([0-9.e+]+)',
+            raw, re.M))
         closed = sum(float(m.group(1)) for m in re.finditer(
             rb'^llmgate_upstream_requests_total\{[^}]*\}\s+([0-9.e+]+)', raw, re.M))
-        metrics_line = (f"/metrics: {status}, llmgate_http_requests_total (chat) = {counted:.0f}, "
-                        f"llmgate_upstream_requests_total (attempts closed) = {closed:.0f}")
+        metrics_line = (f"/metrics: {status}, llmgate_http_requests_total (chat) = {counted:.0f}, of which 200: "
+                        f"{answered:.0f}; llmgate_upstream_requests_total (attempts closed) = {closed:.0f}")
         say(metrics_line)
 
     elapsed = time.monotonic() - started
