@@ -33,11 +33,11 @@ own client is used); a 3xx answer is handed back like any other non-2xx status.
 """
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import socket
 import ssl
-import threading
 import time
 import weakref
 import zlib
@@ -47,24 +47,18 @@ from typing import Any
 
 import httpx2
 
+from llmgate.providers.http import SocketOption
 from llmgate.sockets import os_poll, socket_readable
 
 KEEPALIVE_EXPIRY_S = 5.0  # httpx2's default
 MAX_IDLE = 100  # per origin and process: the SDKs' max_keepalive_connections
 READ_SIZE = 64 * 1024
 
-SocketOption = tuple[int, int, int | bool | bytes]
 
-_ssl_context: ssl.SSLContext | None = None
-_ssl_lock = threading.Lock()
-
-
+@functools.cache
 def _default_ssl_context() -> ssl.SSLContext:
-    global _ssl_context
-    with _ssl_lock:
-        if _ssl_context is None:
-            _ssl_context = httpx2.create_ssl_context()
-        return _ssl_context
+    """httpx2's context (CA bundle, ``SSL_CERT_*``), loaded once per process, on the first https origin."""
+    return httpx2.create_ssl_context()
 
 
 class Origin:
