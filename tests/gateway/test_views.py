@@ -22,6 +22,21 @@ ANTHROPIC_WEATHER_TOOL = {"name": "get_weather", "description": "Weather in a ci
                           "input_schema": WEATHER_TOOL["function"]["parameters"]}
 
 
+def usage_events(app, count: int, timeout_s: float = 5.0) -> list[dict]:
+    """The usage events in Redis, once there are ``count`` of them (or the time is up): a stream the
+    client cut is settled after the client has gone, so a test that cuts one waits for it here
+    instead of leaving its event to land in the next test's Redis."""
+    from llmgate.accounting.gate import STREAM_KEY
+    from llmgate.extensions import get_redis
+
+    with app.app_context():
+        redis = get_redis()
+        deadline = time.monotonic() + timeout_s
+        while redis.xlen(STREAM_KEY) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return [json.loads(next(iter(fields.values()))) for _, fields in redis.xrange(STREAM_KEY)]
+
+
 def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
@@ -422,7 +437,7 @@ def test_stream_cut_by_the_upstream_anthropic_client_sees_an_error(anthropic_cli
     ("/v1/chat/completions", "claude", {}),
     ("/v1/messages", "claude", {"max_tokens": 100}),
 ])
-def test_client_disconnect_cancels_the_upstream_stream(live, api_key, fake, path, model, body):
+def test_client_disconnect_cancels_the_upstream_stream(live, gateway_app, api_key, fake, path, model, body):
     fake.script(event_delay_s=0.05)
     words = " ".join(f"w{i}" for i in range(60))
     payload = {"model": model, "messages": user(words), "stream": True, **body}
@@ -433,6 +448,7 @@ def test_client_disconnect_cancels_the_upstream_stream(live, api_key, fake, path
             next(r.iter_bytes())
     record = fake.streams[-1]
     assert record.done.wait(5) and record.aborted and not record.finished
+    assert [e["outcome"] for e in usage_events(gateway_app, 1)] == ["cancelled"]
 
 
 # --- accounting and metrics -------------------------------------------------------------------------
@@ -452,7 +468,7 @@ def test_rate_limit_headers_and_key_limit(live, make_user, make_key, fake):
     assert len(fake.requests) == 2
 
 
-def test_deployment_limit_moves_to_another_deployment(live, api_key, fake, models_path):
+def test_deployment_limit_moves_to_another_deployment(live, gateway_app, api_key, fake, models_path):
     from tests.gateway.conftest import default_models, write_models
 
     models = default_models(fake)
@@ -473,6 +489,8 @@ def test_deployment_limit_moves_to_another_deployment(live, api_key, fake, model
                                 headers=headers)
             assert third.status_code == 429 and "deployment pool#" in third.json()["error"]["message"]
     assert sorted(r.body["model"] for r in fake.requests) == ["up-pool-a", "up-pool-b"]
+    # the two streams were cut by the client; the 429 was refused before any attempt
+    assert [(e["model"], e["outcome"]) for e in usage_events(gateway_app, 2)] == [("pool", "cancelled")] * 2
 
 
 def _sample(name: str, **labels: str) -> float:
@@ -506,17 +524,9 @@ def test_metrics_are_recorded(openai_client, fake):
 
 
 def test_each_call_is_settled_once_after_the_answer(openai_client, gateway_app, fake):
-    from llmgate.accounting.gate import STREAM_KEY
-    from llmgate.extensions import get_redis
-
     openai_client.chat.completions.create(model="gpt", messages=user("one"))
     openai_client.embeddings.create(model="gpt", input="two")
     list(openai_client.chat.completions.create(model="claude", messages=user("three"), stream=True))
-    with gateway_app.app_context():
-        redis = get_redis()
-        deadline = time.monotonic() + 5
-        while redis.xlen(STREAM_KEY) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        events = [json.loads(next(iter(fields.values()))) for _, fields in redis.xrange(STREAM_KEY)]
+    events = usage_events(gateway_app, 3)
     assert sorted((e["model"], e["outcome"]) for e in events) == [("claude", "ok"), ("gpt", "ok"), ("gpt", "ok")]
     assert all(e["input_tokens"] > 0 for e in events)
